@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * libbufio: a userspace block cache modelled on the kernel's dm-bufio.
+ * Holding recently used blocks in memory, delayed write-back, a global memory
+ * budget shared by every client of the process, CLOCK replacement, age-based
+ * eviction and release under memory pressure.
+ */
+#ifndef BUFIO_BUFIO_H
+#define BUFIO_BUFIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <bufio/backend.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BUFIO_VERSION "0.1.0"
+
+struct bufio_client;
+struct bufio_buffer;
+
+/*
+ * WARNING: to avoid deadlocks, these conditions must hold (as in dm-bufio):
+ *
+ * - At most one thread can hold at most "reserved_buffers" simultaneously.
+ * - Each other thread can hold at most one buffer.
+ * - Threads which call only bufio_get can hold any number of buffers.
+ *
+ * A thread that breaks them may wait forever for a free buffer when memory
+ * allocation fails. While memory can be allocated, holding more is harmless.
+ *
+ * Error convention: functions returning int return 0 or a negative errno;
+ * functions returning a pointer return NULL and set errno.
+ */
+
+/*----------------------------------------------------------------
+ * Clients
+ *--------------------------------------------------------------*/
+
+/*
+ * Create a cache over @be. The client does not own @be: close it after
+ * bufio_client_destroy().
+ *
+ * @block_size: a multiple of 512 and of the backend alignment, up to
+ *	BUFIO_MAX_BLOCK_SIZE; need not be a power of two.
+ * @reserved_buffers: buffers allocated now and kept so that one thread can
+ *	always make progress when allocation fails (at least 1 is kept).
+ * @aux_size: bytes of per-buffer private data (bufio_get_aux_data()).
+ * @alloc_callback: called when a buffer is (re)allocated for a new block,
+ *	before it is read; may be NULL.
+ * @write_callback: called just before a dirty buffer is submitted for
+ *	writing, with the buffer's data stable; may be NULL.
+ *
+ * Blocks allocating the reserve. Starts the process-wide background worker
+ * and memory-pressure watcher with the first client.
+ * Errors: EINVAL (bad block size or alignment), ENOMEM.
+ */
+#define BUFIO_MAX_BLOCK_SIZE (64u << 20)
+struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned block_size,
+					 unsigned reserved_buffers, unsigned aux_size,
+					 void (*alloc_callback)(struct bufio_buffer *),
+					 void (*write_callback)(struct bufio_buffer *));
+
+/*
+ * Write back every dirty buffer, flush the backend, then free everything.
+ * A buffer still held at this point is a caller bug: it is reported on
+ * stderr and counted (bufio_leaked_buffers()), and its memory is kept
+ * rather than freed under the holder. Blocks for the write-back.
+ */
+void bufio_client_destroy(struct bufio_client *c);
+
+/*
+ * Offset (in 512-byte sectors) of block 0 on the backend. Set before any I/O;
+ * the device size shrinks by it.
+ */
+void bufio_set_sector_offset(struct bufio_client *c, uint64_t start_sector);
+
+/*----------------------------------------------------------------
+ * Getting and releasing buffers
+ *--------------------------------------------------------------*/
+
+/*
+ * Read block @block and hold it. Returns the data and stores the buffer in
+ * *@bp. Concurrent readers of one block share one backend read; they wait
+ * for it (per-buffer futex wait, no polling). May block on I/O and on
+ * allocation (see the deadlock rules above).
+ * Errors: the backend's error (EIO, ...) — a failed read is not cached;
+ * ERANGE for a block past the end of the device.
+ */
+void *bufio_read(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp);
+
+/*
+ * Like bufio_read but only from the cache: never allocates, never waits for
+ * I/O. Errors: ENOENT when the block is absent or still being read.
+ */
+void *bufio_get(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp);
+
+/*
+ * Like bufio_read but nothing is read: the caller must fill the whole block
+ * and mark it dirty. If the block is cached its current contents are
+ * returned. May block on allocation and on a read in flight for the block.
+ * Errors: ERANGE, ENOMEM (only if the reserve is exhausted and nothing can
+ * be waited for, which the deadlock rules exclude).
+ */
+void *bufio_new(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp);
+
+/*
+ * Start reading @n_blocks blocks from @block in the background, submitted as
+ * one batch. Never blocks on a read; blocks already cached or in flight are
+ * skipped; stops early (silently) when no memory is available.
+ */
+void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks);
+
+/*
+ * Drop the hold obtained with bufio_read/get/new. @b and its data must not
+ * be used afterwards. Never blocks on I/O.
+ */
+void bufio_release(struct bufio_buffer *b);
+
+/*
+ * Mark the held buffer dirty: its whole block will be written back. It may be
+ * written at any time after this (write-back ratio, age, memory budget), but
+ * bufio_write_dirty_buffers guarantees it is on the backend when it returns.
+ */
+void bufio_mark_buffer_dirty(struct bufio_buffer *b);
+
+/*
+ * Mark bytes [@start, @end) of the held buffer dirty. Ranges accumulate to
+ * their union's extent; write-back covers it widened to 4 KiB alignment and
+ * clipped to the block. start < end <= block size.
+ */
+void bufio_mark_partial_buffer_dirty(struct bufio_buffer *b, unsigned start, unsigned end);
+
+/*
+ * Write the held buffer's dirty range now and wait for it (not a flush).
+ * Returns 0, or the write's negative errno (the buffer then stays dirty).
+ */
+int bufio_write_buffer(struct bufio_buffer *b);
+
+/* Start writing every dirty buffer, as one batch; does not wait. */
+void bufio_write_dirty_buffers_async(struct bufio_client *c);
+
+/*
+ * Write every buffer dirtied before the call, wait for those writes, then
+ * flush the backend. Returns the first write error recorded since the last
+ * call (from any write-back, background ones included), else the flush's.
+ * Buffers whose write failed stay dirty and are retried by later write-backs.
+ * Blocks.
+ */
+int bufio_write_dirty_buffers(struct bufio_client *c);
+
+/* Send a flush (cache barrier) to the backend and wait. Blocks. */
+int bufio_issue_flush(struct bufio_client *c);
+
+/*
+ * Discard @count blocks from @block on the backend (they read back as
+ * zeroes). The caller forgets the cached copies first
+ * (bufio_forget_buffers). Blocks. Errors: ERANGE, EOPNOTSUPP, the backend's.
+ */
+int bufio_issue_discard(struct bufio_client *c, uint64_t block, uint64_t count);
+
+/*
+ * Release the held buffer and move it to @new_block: afterwards the data is
+ * cached (dirty) as @new_block, and whatever was cached for @new_block is
+ * dropped — it must not be held by anyone. The old block's cached copy is
+ * gone; what the backend holds there is unchanged. Waits for I/O in flight
+ * on either block.
+ */
+void bufio_release_move(struct bufio_buffer *b, uint64_t new_block);
+
+/*
+ * Drop the cached copy of @block if it is neither held nor in flight; a
+ * dirty copy is discarded without being written. Never blocks on I/O.
+ */
+void bufio_forget(struct bufio_client *c, uint64_t block);
+
+/* bufio_forget for every block of [@block, @block + @n_blocks). */
+void bufio_forget_buffers(struct bufio_client *c, uint64_t block, uint64_t n_blocks);
+
+/* Keep at least @n buffers of this client against eviction (default 8). */
+void bufio_set_minimum_buffers(struct bufio_client *c, unsigned n);
+
+unsigned bufio_get_block_size(struct bufio_client *c);
+uint64_t bufio_get_device_size(struct bufio_client *c); /* in blocks */
+uint64_t bufio_get_block_number(struct bufio_buffer *b);
+void *bufio_get_block_data(struct bufio_buffer *b);
+void *bufio_get_aux_data(struct bufio_buffer *b);
+struct bufio_client *bufio_get_client(struct bufio_buffer *b);
+struct bufio_backend *bufio_get_backend(struct bufio_client *c);
+
+/*----------------------------------------------------------------
+ * Per-client tunables
+ *--------------------------------------------------------------*/
+
+/*
+ * Background write-back starts when dirty buffers exceed @ratio times the
+ * clean ones (default 3, like DM_BUFIO_WRITEBACK_RATIO). 0 writes back as
+ * soon as anything is dirty. Returns 0 or -EINVAL (> 1000).
+ */
+int bufio_set_writeback_ratio(struct bufio_client *c, unsigned ratio);
+unsigned bufio_get_writeback_ratio(struct bufio_client *c);
+
+/*
+ * Dirty data older than @seconds is written back by the background worker
+ * (default 30). 0 disables age-based write-back. Returns 0 or -EINVAL
+ * (> 86400).
+ */
+int bufio_set_dirty_expire(struct bufio_client *c, unsigned seconds);
+unsigned bufio_get_dirty_expire(struct bufio_client *c);
+
+/* Forget every clean, unheld buffer of the client (drop_caches). */
+void bufio_drop_clean(struct bufio_client *c);
+
+/*----------------------------------------------------------------
+ * Statistics
+ *--------------------------------------------------------------*/
+
+/* Counters (since creation or bufio_clear_stats) and gauges (now). */
+struct bufio_stats {
+	/* counters */
+	uint64_t hits;            /* read/get/new found the block cached */
+	uint64_t misses;          /* read/new had to create the buffer */
+	uint64_t reads;           /* backend reads submitted */
+	uint64_t read_bytes;
+	uint64_t writes;          /* backend writes submitted */
+	uint64_t write_bytes;
+	uint64_t writebacks;      /* writes started by background write-back */
+	uint64_t flushes;
+	uint64_t discards;
+	uint64_t prefetches;      /* blocks whose read was started by prefetch */
+	uint64_t read_errors;
+	uint64_t write_errors;
+	uint64_t evict_budget;    /* evicted by the global memory budget */
+	uint64_t evict_age;       /* evicted by max_age_seconds */
+	uint64_t evict_pressure;  /* evicted under memory pressure */
+	uint64_t evict_forget;    /* forgotten (forget, drop_caches, discard) */
+	uint64_t evict_reuse;     /* reused for another block in place */
+	uint64_t alloc_failures;  /* buffer allocations that failed */
+	uint64_t reserve_used;    /* times the reserve supplied a buffer */
+	/* gauges */
+	uint64_t buffers_clean;
+	uint64_t buffers_dirty;
+	uint64_t buffers_reading;
+	uint64_t buffers_writing;
+	uint64_t buffers_held;
+	uint64_t bytes_cached;    /* buffers * block size */
+};
+
+/* Fill @out. Cheap (no client-wide lock on the hot path); never blocks long. */
+void bufio_get_stats(struct bufio_client *c, struct bufio_stats *out);
+
+/* Reset the counters (not the gauges). */
+void bufio_clear_stats(struct bufio_client *c);
+
+/*----------------------------------------------------------------
+ * Process-wide memory policy (dm-bufio's module parameters)
+ *--------------------------------------------------------------*/
+
+/*
+ * Budget for all clients together. 0 selects the default, 2% of RAM (the
+ * cgroup limit if lower). Lowering it evicts down to the new budget at once
+ * (clean buffers; dirty ones are written back first). Returns 0 or -EINVAL.
+ */
+int bufio_set_max_cache_size(uint64_t bytes);
+uint64_t bufio_get_max_cache_size(void);          /* as set (0 = default) */
+uint64_t bufio_get_effective_cache_size(void);    /* the budget in force */
+
+/* Buffers unused for longer are freed by the periodic pass (default 300). */
+int bufio_set_max_age(unsigned seconds);
+unsigned bufio_get_max_age(void);
+
+/* The age pass keeps this much of each client (default 256 KiB). */
+int bufio_set_retain_bytes(uint64_t bytes);
+uint64_t bufio_get_retain_bytes(void);
+
+uint64_t bufio_get_current_allocated(void);
+uint64_t bufio_get_peak_allocated(void);
+void bufio_reset_peak_allocated(void); /* peak := current */
+
+/* Sum of every client's gauges, for the global control files. */
+void bufio_get_global_stats(struct bufio_stats *out);
+
+/* Buffers found still held by bufio_client_destroy, process lifetime. */
+uint64_t bufio_leaked_buffers(void);
+
+/*
+ * Where memory-pressure notifications come from: "cgroup" (the cgroup v2
+ * memory.pressure PSI trigger), "system" (/proc/pressure/memory), or "none"
+ * (no PSI: only the budget and the age pass limit the cache).
+ */
+const char *bufio_pressure_source(void);
+
+/*
+ * The shrinker: free up to @bytes of clean, unheld buffers across all
+ * clients, least recently used (CLOCK order) first, keeping each client's
+ * minimum. Returns bytes freed. Called by the pressure watcher; public so
+ * that an embedding program can react to its own signals. Blocks briefly.
+ */
+uint64_t bufio_shrink(uint64_t bytes);
+
+/*
+ * Run the periodic pass now (age eviction, dirty expiry, budget) instead of
+ * waiting for the 30 s timer. Blocks until done.
+ */
+void bufio_run_cleanup(void);
+
+/*----------------------------------------------------------------
+ * Fault injection (tests only)
+ *--------------------------------------------------------------*/
+
+/*
+ * Make the next @n buffer allocations fail as if malloc had returned NULL
+ * (-1: every allocation until called again with 0).
+ */
+void bufio_inject_alloc_failures(long n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BUFIO_BUFIO_H */
