@@ -73,4 +73,11 @@ int ctl_write(const struct ctl_entry *e, struct fs_device *dev, const char *text
 /* Parse a value for @e without applying it (config and -o validation). */
 int ctl_parse(const struct ctl_entry *e, const char *text, size_t len, uint64_t *val);
 
+/*
+ * Tell the registry which devices are served (for global entries that sum
+ * or list them, like metrics). Call once the devices are open, before the
+ * mount; the array must outlive the mount.
+ */
+void ctl_set_devices(struct fs_device **devs, unsigned n);
+
 #endif
