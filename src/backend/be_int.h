@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Private plumbing shared by the backends: io validation, the completion-context
+ * marker, and the pieces the two file engines (io_uring, thread pool) share.
+ */
+#ifndef BUFIO_BE_INT_H
+#define BUFIO_BE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <bufio/backend.h>
+
+/*
+ * True on threads that deliver completions (io_uring reapers, pool workers,
+ * the fault thread). A submit made from such a thread must never wait for
+ * queue space: the thread it would wait for may be itself, or another
+ * completion thread that is waiting on us (stacked backends). Thread-local,
+ * so it is a property of the thread, not shared mutable state.
+ */
+extern __thread bool be_in_completion;
+
+/*
+ * Validate @io against @be before issuing it: 0 = issue it, 1 = nothing to
+ * do (complete with 0), or a negative errno to complete it with. Checks the
+ * op, read-only, discard support, alignment (-EINVAL) and range (-EIO).
+ */
+int be_check_io(const struct bufio_backend *be, const struct bufio_io *io);
+
+/* Complete every io of a ->next list with @res (the list may be freed as we go). */
+void be_complete_list(struct bufio_io *ios, int res);
+
+/* The part both file engines share; embedded first in each engine's structure. */
+struct be_file {
+	struct bufio_backend be;
+	int fd;
+	bool blkdev;
+	unsigned lbs;     /* logical block size of a block device */
+	size_t max_xfer;  /* bytes per read/write system call or SQE */
+	char *path;       /* owned copy, be.path points to it */
+};
+
+/*
+ * Test hook: BUFIO_BE_MAX_XFER=<bytes> caps each read/write system call or
+ * SQE so that the short-transfer resubmission paths can be exercised. The
+ * default (1 GiB) stays below the kernel's own per-call cap.
+ */
+size_t be_file_max_xfer(void);
+
+/* Discard [off, off + len) of @f so that it reads back as zeroes. 0 or -errno. */
+int be_file_discard_sync(struct be_file *f, uint64_t off, uint64_t len);
+
+/* Run one validated io synchronously (pread/pwrite/fdatasync/discard). 0 or -errno. */
+int be_file_exec(struct be_file *f, struct bufio_io *io);
+
+/* Release what bufio_backend_open() set up in @f (fd, path). */
+void be_file_release(struct be_file *f);
+
+/*
+ * A pool of worker threads running validated ios with be_file_exec(). The
+ * thread-pool engine is one; the io_uring engine keeps a one-thread pool for
+ * the block-device discards io_uring cannot do.
+ */
+struct be_pool {
+	struct be_file *f;
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct bufio_io *head, **tail;
+	bool stopping;
+	unsigned nthreads;
+	pthread_t *tids;
+};
+
+int be_pool_start(struct be_pool *p, struct be_file *f, unsigned nthreads, const char *tname);
+/* Queue a ->next list of validated ios. Never blocks beyond the queue lock. */
+void be_pool_queue(struct be_pool *p, struct bufio_io *ios);
+/* Stop and join the workers; the queue must be empty (no I/O in flight). */
+void be_pool_stop(struct be_pool *p);
+
+/*
+ * Engine constructors. @f carries the opened file; on success the engine
+ * copies it into its own structure and owns it. On failure nothing of @f is
+ * released and a negative errno is returned; *ring_failed tells the caller
+ * that io_uring itself is unavailable (so AUTO may fall back).
+ */
+int be_uring_create(const struct be_file *f, const struct bufio_backend_options *opts,
+		    struct bufio_backend **out, bool *ring_failed);
+int be_threads_create(const struct be_file *f, const struct bufio_backend_options *opts,
+		      struct bufio_backend **out);
+
+#endif
