@@ -9,6 +9,7 @@
 #define BUFIO_BUFIO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <bufio/backend.h>
@@ -172,8 +173,11 @@ int bufio_issue_discard(struct bufio_client *c, uint64_t block, uint64_t count);
 void bufio_release_move(struct bufio_buffer *b, uint64_t new_block);
 
 /*
- * Drop the cached copy of @block if it is neither held nor in flight; a
- * dirty copy is discarded without being written. Never blocks on I/O.
+ * Drop the cached copy of @block unless it is held. A dirty copy is
+ * discarded without being written (unlike dm-bufio, where forget is only a
+ * hint): that is what a discard of the block needs. If a read or write of the
+ * block is in flight, waits for it first, so no stale write can land on the
+ * backend after the caller goes on to discard. Never waits for a holder.
  */
 void bufio_forget(struct bufio_client *c, uint64_t block);
 
@@ -251,6 +255,9 @@ struct bufio_stats {
 
 /* Fill @out. Cheap (no client-wide lock on the hot path); never blocks long. */
 void bufio_get_stats(struct bufio_client *c, struct bufio_stats *out);
+
+/* Bytes of metadata per cached buffer: descriptor, aux data, index share. */
+size_t bufio_metadata_per_buffer(struct bufio_client *c);
 
 /* Reset the counters (not the gauges). */
 void bufio_clear_stats(struct bufio_client *c);

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Buffer memory and membership: the descriptor slab, data allocation under
+ * the global budget with the reserve for forward progress, the CLOCK rings
+ * and the hold count protocol that decides who frees a buffer.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/* Blocks this large get their own mapping: no allocator fragmentation and
+ * the memory really goes back to the system when the buffer is freed. */
+#define MMAP_THRESHOLD (64u << 10)
+#define SLAB_CHUNK     (64u << 10)
+
+int slab_init(struct slab *s, size_t obj_size)
+{
+	s->obj_size = (obj_size + 15) & ~(size_t)15;
+	s->chunks = NULL;
+	s->free_list = NULL;
+	return pthread_mutex_init(&s->lock, NULL) ? -ENOMEM : 0;
+}
+
+void slab_destroy(struct slab *s)
+{
+	void *ch = s->chunks;
+	while (ch) {
+		void *next = *(void **)ch;
+		free(ch);
+		ch = next;
+	}
+	pthread_mutex_destroy(&s->lock);
+}
+
+/* Descriptors are never returned to the system before the client goes:
+ * they are small, and keeping them lets waiters touch a freed buffer's
+ * futex word safely. */
+static void *slab_alloc(struct slab *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->free_list) {
+		size_t per = (SLAB_CHUNK - 16) / s->obj_size;
+		if (per < 1)
+			per = 1;
+		char *ch = malloc(16 + per * s->obj_size);
+		if (!ch) {
+			pthread_mutex_unlock(&s->lock);
+			return NULL;
+		}
+		*(void **)ch = s->chunks;
+		s->chunks = ch;
+		for (size_t i = 0; i < per; i++) {
+			void *o = ch + 16 + i * s->obj_size;
+			*(void **)o = s->free_list;
+			s->free_list = o;
+		}
+	}
+	void *o = s->free_list;
+	s->free_list = *(void **)o;
+	pthread_mutex_unlock(&s->lock);
+	return o;
+}
+
+static void slab_free(struct slab *s, void *o)
+{
+	pthread_mutex_lock(&s->lock);
+	*(void **)o = s->free_list;
+	s->free_list = o;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool alloc_should_fail(void)
+{
+	long n = atomic_load(&bufio_g.alloc_fail_inject);
+	while (n != 0) {
+		if (n < 0)
+			return true;
+		if (atomic_compare_exchange_weak(&bufio_g.alloc_fail_inject, &n, n - 1))
+			return true;
+	}
+	return false;
+}
+
+static void *data_alloc(struct bufio_client *c)
+{
+	if (c->block_size >= MMAP_THRESHOLD) {
+		void *p = mmap(NULL, c->block_size, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	void *p = NULL;
+	if (posix_memalign(&p, c->data_align, c->block_size) != 0)
+		return NULL;
+	return p;
+}
+
+static void data_free(struct bufio_client *c, void *p)
+{
+	if (c->block_size >= MMAP_THRESHOLD)
+		munmap(p, c->block_size);
+	else
+		free(p);
+}
+
+/* A fresh buffer from the system; NULL when allocation fails (or is injected to). */
+static struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
+{
+	if (alloc_should_fail())
+		return NULL;
+	struct bufio_buffer *b = slab_alloc(&c->slab);
+	if (!b)
+		return NULL;
+	memset(b, 0, sizeof(*b));
+	b->data = data_alloc(c);
+	if (!b->data) {
+		slab_free(&c->slab, b);
+		return NULL;
+	}
+	b->c = c;
+	b->list = LIST_NONE;
+	global_account(c->block_size);
+	return b;
+}
+
+void buffer_destroy_mem(struct bufio_buffer *b)
+{
+	struct bufio_client *c = b->c;
+	data_free(c, b->data);
+	global_account(-(int64_t)c->block_size);
+	slab_free(&c->slab, b);
+}
+
+static void reset_buffer(struct bufio_buffer *b)
+{
+	b->hash_next = NULL;
+	b->lru_next = b->lru_prev = NULL;
+	atomic_store(&b->hold, 0);
+	atomic_store(&b->state, 0);
+	b->dirty_start = b->dirty_end = 0;
+	b->io_error = 0;
+	b->list = LIST_NONE;
+	atomic_store(&b->accessed, 0);
+}
+
+/*
+ * Allocation ladder, like dm-bufio's __alloc_buffer_wait: when over budget
+ * reuse an unclaimed clean buffer of our own; else ask the system; when that
+ * fails take a reserved buffer, then any unclaimed one, else sleep until a
+ * buffer is released or freed. @may_wait false (prefetch) stops at the
+ * system allocation.
+ */
+struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
+{
+	struct bufio_buffer *b = NULL;
+
+	if (global_over_budget()) {
+		global_kick(KICK_BUDGET);
+		pthread_mutex_lock(&c->lock);
+		b = reuse_unclaimed(c);
+		pthread_mutex_unlock(&c->lock);
+		if (b)
+			goto got;
+	}
+	b = buffer_new_mem(c);
+	if (b)
+		goto got;
+	stat_inc(c, ST_ALLOC_FAILURES);
+	if (!may_wait)
+		return NULL;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		if (c->reserve) {
+			b = c->reserve;
+			c->reserve = b->hash_next;
+			c->need_reserved++;
+			stat_inc(c, ST_RESERVE_USED);
+			break;
+		}
+		b = reuse_unclaimed(c);
+		if (b)
+			break;
+		b = buffer_new_mem(c);
+		if (b)
+			break;
+		atomic_fetch_add(&c->free_waiters, 1);
+		pthread_cond_wait(&c->free_cond, &c->lock);
+		atomic_fetch_sub(&c->free_waiters, 1);
+	}
+	pthread_mutex_unlock(&c->lock);
+got:
+	reset_buffer(b);
+	if (c->alloc_callback)
+		c->alloc_callback(b);
+	return b;
+}
+
+/* Give a buffer back: refill the reserve first, else return it to the system. */
+void buffer_free(struct bufio_buffer *b)
+{
+	struct bufio_client *c = b->c;
+	if (c->need_reserved) {
+		reset_buffer(b);
+		b->hash_next = c->reserve;
+		c->reserve = b;
+		c->need_reserved--;
+	} else {
+		buffer_destroy_mem(b);
+	}
+	if (atomic_load(&c->free_waiters))
+		pthread_cond_broadcast(&c->free_cond);
+}
+
+void lru_link(struct bufio_buffer *b, int list)
+{
+	struct bufio_client *c = b->c;
+	struct bufio_buffer *head = c->lru[list];
+	/* Insert just behind the hand: a new buffer is the last to be
+	 * considered by the CLOCK sweep, like the tail of an LRU. */
+	if (!head) {
+		b->lru_next = b->lru_prev = b;
+		c->lru[list] = b;
+	} else {
+		b->lru_next = head;
+		b->lru_prev = head->lru_prev;
+		head->lru_prev->lru_next = b;
+		head->lru_prev = b;
+	}
+	b->list = (uint8_t)list;
+	c->n_buffers[list]++;
+}
+
+void lru_unlink(struct bufio_buffer *b)
+{
+	struct bufio_client *c = b->c;
+	int list = b->list;
+	if (list == LIST_NONE)
+		return;
+	if (b->lru_next == b) {
+		c->lru[list] = NULL;
+	} else {
+		b->lru_prev->lru_next = b->lru_next;
+		b->lru_next->lru_prev = b->lru_prev;
+		if (c->lru[list] == b)
+			c->lru[list] = b->lru_next;
+	}
+	b->lru_next = b->lru_prev = NULL;
+	b->list = LIST_NONE;
+	c->n_buffers[list]--;
+}
+
+void lru_relink(struct bufio_buffer *b, int list)
+{
+	if (b->list == list)
+		return;
+	lru_unlink(b);
+	lru_link(b, list);
+}
+
+bool buffer_evictable(struct bufio_buffer *b)
+{
+	return atomic_load(&b->hold) == 0 &&
+	       !(atomic_load(&b->state) & (B_READING | B_WRITING | B_DIRTY));
+}
+
+void buffer_unhash(struct bufio_buffer *b)
+{
+	struct shard *s = index_shard(b->c, b->block);
+	pthread_rwlock_wrlock(&s->lock);
+	index_remove(s, b);
+	pthread_rwlock_unlock(&s->lock);
+	lru_unlink(b);
+}
+
+bool buffer_try_detach(struct bufio_buffer *b)
+{
+	struct shard *s = index_shard(b->c, b->block);
+	/* The hold is checked under the shard write lock: the hit path takes
+	 * its hold under the read lock, so nobody can grab it meanwhile. */
+	pthread_rwlock_wrlock(&s->lock);
+	if (!buffer_evictable(b)) {
+		pthread_rwlock_unlock(&s->lock);
+		return false;
+	}
+	index_remove(s, b);
+	pthread_rwlock_unlock(&s->lock);
+	lru_unlink(b);
+	return true;
+}
+
+bool buffer_try_evict(struct bufio_buffer *b, enum stat_id reason)
+{
+	if (!buffer_try_detach(b))
+		return false;
+	stat_inc(b->c, reason);
+	buffer_free(b);
+	return true;
+}
+
+void buffer_get_hold(struct bufio_buffer *b)
+{
+	atomic_fetch_add_explicit(&b->hold, 1, memory_order_acquire);
+	if (!atomic_load_explicit(&b->accessed, memory_order_relaxed))
+		atomic_store_explicit(&b->accessed, 1, memory_order_relaxed);
+}
+
+void buffer_put(struct bufio_buffer *b)
+{
+	struct bufio_client *c = b->c;
+	uint32_t now = bufio_now();
+	if (atomic_load_explicit(&b->last_accessed, memory_order_relaxed) != now)
+		atomic_store_explicit(&b->last_accessed, now, memory_order_relaxed);
+	if (atomic_fetch_sub_explicit(&b->hold, 1, memory_order_release) != 1)
+		return;
+	if (atomic_load_explicit(&b->state, memory_order_acquire) & B_DEAD) {
+		/* Unhashed while held (failed read): nobody else can find it. */
+		pthread_mutex_lock(&c->lock);
+		buffer_free(b);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	if (atomic_load(&c->free_waiters)) {
+		pthread_mutex_lock(&c->lock);
+		pthread_cond_broadcast(&c->free_cond);
+		pthread_mutex_unlock(&c->lock);
+	}
+}

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Dropping and moving blocks: bufio_forget(_buffers), which a discard relies
+ * on to leave no stale dirty data behind, and bufio_release_move.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* Remove an unheld, idle buffer even if dirty; client and shard locks held. */
+static void drop_locked(struct shard *s, struct bufio_buffer *b)
+{
+	index_remove(s, b);
+	atomic_fetch_and(&b->state, ~B_DIRTY);
+	lru_unlink(b);
+	stat_inc(b->c, ST_EVICT_FORGET);
+}
+
+/*
+ * Find @block with client and shard (write) locks held, having waited for
+ * any I/O in flight on it. Returns NULL (locks released) if absent.
+ */
+static struct bufio_buffer *find_idle_locked(struct bufio_client *c, uint64_t block,
+                                             struct shard **sp)
+{
+	struct shard *s = index_shard(c, block);
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		pthread_rwlock_wrlock(&s->lock);
+		struct bufio_buffer *b = index_find(s, block);
+		if (!b) {
+			pthread_rwlock_unlock(&s->lock);
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		if (!(atomic_load(&b->state) & B_IO)) {
+			*sp = s;
+			return b;
+		}
+		atomic_fetch_add(&b->hold, 1);
+		pthread_rwlock_unlock(&s->lock);
+		pthread_mutex_unlock(&c->lock);
+		buffer_wait_clear(b, B_IO);
+		buffer_put(b);
+	}
+}
+
+void bufio_forget(struct bufio_client *c, uint64_t block)
+{
+	struct shard *s;
+	struct bufio_buffer *b = find_idle_locked(c, block, &s);
+	if (!b)
+		return;
+	bool drop = atomic_load(&b->hold) == 0;
+	if (drop)
+		drop_locked(s, b);
+	pthread_rwlock_unlock(&s->lock);
+	if (drop)
+		buffer_free(b);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Cached block numbers in [block, end), for ranges far larger than the cache. */
+static uint64_t *cached_in_range(struct bufio_client *c, uint64_t block, uint64_t end, size_t *n)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t cap = c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY], k = 0;
+	uint64_t *v = malloc((cap + 1) * sizeof(*v));
+	for (int l = 0; v && l < 2; l++) {
+		struct bufio_buffer *head = c->lru[l], *b = head;
+		if (!head)
+			continue;
+		do {
+			if (b->block >= block && b->block < end && k < cap)
+				v[k++] = b->block;
+			b = b->lru_next;
+		} while (b != head);
+	}
+	pthread_mutex_unlock(&c->lock);
+	*n = k;
+	return v;
+}
+
+void bufio_forget_buffers(struct bufio_client *c, uint64_t block, uint64_t n_blocks)
+{
+	uint64_t end = block + n_blocks;
+	if (end > c->n_blocks || end < block)
+		end = c->n_blocks;
+	pthread_mutex_lock(&c->lock);
+	uint64_t cached = c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY];
+	pthread_mutex_unlock(&c->lock);
+	if (block >= end)
+		return;
+	if (end - block > 4 * cached + 64) {
+		size_t n;
+		uint64_t *v = cached_in_range(c, block, end, &n);
+		if (v) {
+			for (size_t i = 0; i < n; i++)
+				bufio_forget(c, v[i]);
+			free(v);
+			return;
+		}
+	}
+	for (; block < end; block++)
+		bufio_forget(c, block);
+}
+
+/* Write @b's whole block to @byte_off and wait; records a failure. */
+static int write_block_sync(struct bufio_buffer *b, uint64_t block)
+{
+	struct bufio_client *c = b->c;
+	if (c->write_callback)
+		c->write_callback(b);
+	int r = bufio_backend_rw_sync(c->be, BUFIO_OP_WRITE, b->data, block_to_byte(c, block),
+	                              c->block_size);
+	stat_inc(c, ST_WRITES);
+	stat_add(c, ST_WRITE_BYTES, c->block_size);
+	if (r < 0) {
+		stat_inc(c, ST_WRITE_ERRORS);
+		pthread_mutex_lock(&c->lock);
+		if (!c->async_write_error)
+			c->async_write_error = r;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return r;
+}
+
+/* Lock two shards in address order (they may be the same). */
+static void lock_pair(struct shard *a, struct shard *b)
+{
+	if (a == b) {
+		pthread_rwlock_wrlock(&a->lock);
+		return;
+	}
+	if (a > b) {
+		struct shard *t = a;
+		a = b;
+		b = t;
+	}
+	pthread_rwlock_wrlock(&a->lock);
+	pthread_rwlock_wrlock(&b->lock);
+}
+
+static void unlock_pair(struct shard *a, struct shard *b)
+{
+	pthread_rwlock_unlock(&a->lock);
+	if (a != b)
+		pthread_rwlock_unlock(&b->lock);
+}
+
+/* Drop whatever is cached for @block so @b can take its place. Returns false
+ * (locks released, waited) when the caller must retry. */
+static bool clear_target(struct bufio_buffer *b, uint64_t block)
+{
+	struct bufio_client *c = b->c;
+	struct shard *s;
+	struct bufio_buffer *t = find_idle_locked(c, block, &s);
+	if (!t)
+		return true;
+	if (t == b) { /* moving onto itself */
+		pthread_rwlock_unlock(&s->lock);
+		pthread_mutex_unlock(&c->lock);
+		return true;
+	}
+	if (atomic_load(&t->hold)) {
+		/* Someone holds the target: wait for a release, as dm-bufio. */
+		pthread_rwlock_unlock(&s->lock);
+		atomic_fetch_add(&c->free_waiters, 1);
+		pthread_cond_wait(&c->free_cond, &c->lock);
+		atomic_fetch_sub(&c->free_waiters, 1);
+		pthread_mutex_unlock(&c->lock);
+		return false;
+	}
+	drop_locked(s, t);
+	pthread_rwlock_unlock(&s->lock);
+	buffer_free(t);
+	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+void bufio_release_move(struct bufio_buffer *b, uint64_t new_block)
+{
+	struct bufio_client *c = b->c;
+	if (new_block >= c->n_blocks) {
+		fprintf(stderr, "bufio: release_move of block %llu to %llu: past the device end\n",
+		        (unsigned long long)b->block, (unsigned long long)new_block);
+		bufio_release(b);
+		return;
+	}
+	/* Like dm-bufio, dirty data first reaches its original location. */
+	if (atomic_load(&b->state) & (B_DIRTY | B_WRITING))
+		bufio_write_buffer(b);
+	while (!clear_target(b, new_block))
+		;
+	buffer_wait_clear(b, B_WRITING);
+
+	pthread_mutex_lock(&c->lock);
+	if (atomic_load(&b->hold) != 1 || (atomic_load(&b->state) & B_IO)) {
+		/* Others hold it at the old block: write the data to the new
+		 * place directly and leave the cached copy where it is. */
+		pthread_mutex_unlock(&c->lock);
+		write_block_sync(b, new_block);
+		bufio_release(b);
+		return;
+	}
+	struct shard *so = index_shard(c, b->block), *sn = index_shard(c, new_block);
+	lock_pair(so, sn);
+	if (index_find(sn, new_block)) {
+		/* Lost a race with a reader of the target: fall back as above. */
+		unlock_pair(so, sn);
+		pthread_mutex_unlock(&c->lock);
+		write_block_sync(b, new_block);
+		bufio_release(b);
+		return;
+	}
+	index_remove(so, b);
+	b->block = new_block;
+	index_insert(sn, b);
+	unlock_pair(so, sn);
+	if (!(atomic_load(&b->state) & B_DIRTY)) {
+		atomic_fetch_or(&b->state, B_DIRTY);
+		b->dirty_seq = ++c->dirty_seq;
+		b->dirty_since = bufio_now();
+	}
+	b->dirty_start = 0;
+	b->dirty_end = c->block_size;
+	lru_relink(b, LIST_DIRTY);
+	pthread_mutex_unlock(&c->lock);
+	bufio_release(b);
+}

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The process-wide side of libbufio, like dm-bufio's module: the memory
+ * budget shared by every client, its tunables, the client list and the one
+ * background worker that does write-back, budget eviction and the age pass.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct bufio_global bufio_g = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .max_age = BUFIO_DEFAULT_AGE_SECS,
+    .retain_bytes = BUFIO_DEFAULT_RETAIN_BYTES,
+};
+
+static pthread_mutex_t worker_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t start_once = PTHREAD_ONCE_INIT;
+
+/*---- memory accounting ----*/
+
+void global_account(int64_t bytes)
+{
+	uint64_t cur = atomic_fetch_add(&bufio_g.current, (uint64_t)bytes) + (uint64_t)bytes;
+	if (bytes <= 0)
+		return;
+	uint64_t peak = atomic_load(&bufio_g.peak);
+	while (cur > peak && !atomic_compare_exchange_weak(&bufio_g.peak, &peak, cur))
+		;
+}
+
+bool global_over_budget(void)
+{
+	return atomic_load_explicit(&bufio_g.current, memory_order_relaxed) >
+	       atomic_load_explicit(&bufio_g.cache_size, memory_order_relaxed);
+}
+
+/* Read one unsigned number from a file; 0 if absent or "max". */
+static uint64_t read_u64_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	unsigned long long v = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+/* The memory this process may use: RAM, or its cgroup's limit if lower. */
+static uint64_t usable_memory(void)
+{
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	char line[512], path[700];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	uint64_t lim = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *cg = strrchr(line, ':');
+		if (!cg)
+			continue;
+		uint64_t v = 0;
+		if (!strncmp(line, "0::", 3)) {
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", cg + 1);
+			v = read_u64_file(path);
+		} else if (strstr(line, ":memory:")) {
+			snprintf(path, sizeof(path),
+			         "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", cg + 1);
+			v = read_u64_file(path);
+		}
+		if (v && (!lim || v < lim))
+			lim = v;
+	}
+	if (f)
+		fclose(f);
+	return lim && lim < ram ? lim : ram;
+}
+
+static void refresh_cache_size(void)
+{
+	uint64_t set = atomic_load(&bufio_g.cache_size_setting);
+	if (!set)
+		set = usable_memory() / 100 * BUFIO_MEMORY_PERCENT;
+	atomic_store(&bufio_g.cache_size, set);
+}
+
+/*---- the background worker ----*/
+
+void global_kick(unsigned what)
+{
+	pthread_mutex_lock(&worker_lock);
+	bufio_g.kick |= what;
+	pthread_cond_signal(&bufio_g.worker_cond);
+	pthread_mutex_unlock(&worker_lock);
+}
+
+static uint32_t dirty_check_period(void)
+{
+	/* Check often enough that nothing stays dirty much past its expiry. */
+	uint32_t p = 5;
+	for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+		unsigned e = atomic_load(&c->dirty_expire);
+		if (e && e / 4 < p)
+			p = e / 4 ? e / 4 : 1;
+	}
+	return p;
+}
+
+void global_enforce_budget(void)
+{
+	uint64_t size = atomic_load(&bufio_g.cache_size);
+	uint64_t target = size - size / BUFIO_LOW_WATERMARK_RATIO;
+	if (atomic_load(&bufio_g.current) <= size)
+		return;
+	for (;;) {
+		bool progress = false;
+		for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+			if (atomic_load(&bufio_g.current) <= target)
+				return;
+			uint64_t over = atomic_load(&bufio_g.current) - target;
+			uint64_t nr = (over + c->block_size - 1) / c->block_size;
+			pthread_mutex_lock(&c->lock);
+			uint64_t n = evict_clock(c, nr, ST_EVICT_BUDGET);
+			bool dirty = c->n_buffers[LIST_DIRTY] > c->n_writing;
+			pthread_mutex_unlock(&c->lock);
+			/* Nothing clean left to drop: write dirty buffers so
+			 * they can go once clean; their completions kick us. */
+			if (n < nr && dirty)
+				writeback_async(c, true);
+			progress |= n > 0;
+		}
+		if (!progress)
+			return;
+	}
+}
+
+static void cleanup_pass(uint32_t now, bool age)
+{
+	unsigned max_age = atomic_load(&bufio_g.max_age);
+	for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+		pthread_mutex_lock(&c->lock);
+		bool wb = writeback_needed(c);
+		pthread_mutex_unlock(&c->lock);
+		if (wb)
+			writeback_async(c, true);
+		writeback_expired(c, now);
+		if (age) {
+			pthread_mutex_lock(&c->lock);
+			evict_old(c, now, max_age);
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+	global_enforce_budget();
+}
+
+static void *worker_main(void *arg)
+{
+	uint32_t next_age = bufio_now() + BUFIO_WORK_TIMER_SECS;
+	uint32_t next_dirty = bufio_now() + 1;
+	pthread_mutex_lock(&worker_lock);
+	for (;;) {
+		if (!bufio_g.kick) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint32_t now = bufio_now();
+			uint32_t next = next_age < next_dirty ? next_age : next_dirty;
+			ts.tv_sec += next > now ? next - now : 0;
+			pthread_cond_timedwait(&bufio_g.worker_cond, &worker_lock, &ts);
+		}
+		unsigned kick = bufio_g.kick;
+		bufio_g.kick = 0;
+		uint64_t shrink = bufio_g.shrink_request;
+		bufio_g.shrink_request = 0;
+		pthread_mutex_unlock(&worker_lock);
+
+		uint32_t now = bufio_now();
+		bool age = (int32_t)(now - next_age) >= 0;
+		bool dirty = (int32_t)(now - next_dirty) >= 0;
+		if (shrink)
+			bufio_shrink(shrink);
+		pthread_mutex_lock(&bufio_g.lock);
+		if (age || dirty || (kick & KICK_WRITEBACK))
+			cleanup_pass(now, age);
+		else if (kick & KICK_BUDGET)
+			global_enforce_budget();
+		refresh_cache_size();
+		if (dirty || age)
+			next_dirty = now + dirty_check_period();
+		pthread_mutex_unlock(&bufio_g.lock);
+		if (age)
+			next_age = now + BUFIO_WORK_TIMER_SECS;
+		pthread_mutex_lock(&worker_lock);
+	}
+	return NULL;
+}
+
+static void start_background(void)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&bufio_g.worker_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	refresh_cache_size();
+	if (pthread_create(&bufio_g.worker, NULL, worker_main, NULL) == 0) {
+		pthread_detach(bufio_g.worker);
+		bufio_g.worker_running = true;
+	} else {
+		fprintf(stderr, "bufio: cannot start the background worker: %s\n", strerror(errno));
+	}
+	pressure_start();
+}
+
+void global_start(void)
+{
+	pthread_once(&start_once, start_background);
+}
+
+int global_register(struct bufio_client *c)
+{
+	global_start();
+	if (!bufio_g.worker_running)
+		return -EAGAIN;
+	pthread_mutex_lock(&bufio_g.lock);
+	c->g_prev = NULL;
+	c->g_next = bufio_g.clients;
+	if (bufio_g.clients)
+		bufio_g.clients->g_prev = c;
+	bufio_g.clients = c;
+	bufio_g.n_clients++;
+	pthread_mutex_unlock(&bufio_g.lock);
+	return 0;
+}
+
+void global_unregister(struct bufio_client *c)
+{
+	pthread_mutex_lock(&bufio_g.lock);
+	if (c->g_prev)
+		c->g_prev->g_next = c->g_next;
+	else
+		bufio_g.clients = c->g_next;
+	if (c->g_next)
+		c->g_next->g_prev = c->g_prev;
+	bufio_g.n_clients--;
+	pthread_mutex_unlock(&bufio_g.lock);
+}
+
+/*---- tunables ----*/
+
+int bufio_set_max_cache_size(uint64_t bytes)
+{
+	global_start();
+	atomic_store(&bufio_g.cache_size_setting, bytes);
+	pthread_mutex_lock(&bufio_g.lock);
+	refresh_cache_size();
+	/* Shrink at once, on the caller's thread, as the issue requires. */
+	global_enforce_budget();
+	pthread_mutex_unlock(&bufio_g.lock);
+	return 0;
+}
+
+uint64_t bufio_get_max_cache_size(void)
+{
+	return atomic_load(&bufio_g.cache_size_setting);
+}
+
+uint64_t bufio_get_effective_cache_size(void)
+{
+	global_start();
+	return atomic_load(&bufio_g.cache_size);
+}
+
+int bufio_set_max_age(unsigned seconds)
+{
+	atomic_store(&bufio_g.max_age, seconds);
+	return 0;
+}
+
+unsigned bufio_get_max_age(void)
+{
+	return atomic_load(&bufio_g.max_age);
+}
+
+int bufio_set_retain_bytes(uint64_t bytes)
+{
+	atomic_store(&bufio_g.retain_bytes, bytes);
+	return 0;
+}
+
+uint64_t bufio_get_retain_bytes(void)
+{
+	return atomic_load(&bufio_g.retain_bytes);
+}
+
+uint64_t bufio_get_current_allocated(void)
+{
+	return atomic_load(&bufio_g.current);
+}
+
+uint64_t bufio_get_peak_allocated(void)
+{
+	return atomic_load(&bufio_g.peak);
+}
+
+void bufio_reset_peak_allocated(void)
+{
+	atomic_store(&bufio_g.peak, atomic_load(&bufio_g.current));
+}
+
+uint64_t bufio_leaked_buffers(void)
+{
+	return atomic_load(&bufio_g.leaked);
+}
+
+void bufio_inject_alloc_failures(long n)
+{
+	atomic_store(&bufio_g.alloc_fail_inject, n);
+}
+
+void bufio_get_global_stats(struct bufio_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&bufio_g.lock);
+	for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+		struct bufio_stats s;
+		bufio_get_stats(c, &s);
+		uint64_t *dst = (uint64_t *)out;
+		const uint64_t *src = (const uint64_t *)&s;
+		for (size_t i = 0; i < sizeof(s) / sizeof(uint64_t); i++)
+			dst[i] += src[i];
+	}
+	pthread_mutex_unlock(&bufio_g.lock);
+}
+
+uint64_t bufio_shrink(uint64_t bytes)
+{
+	uint64_t freed = 0;
+	pthread_mutex_lock(&bufio_g.lock);
+	bool progress = true;
+	while (freed < bytes && progress) {
+		progress = false;
+		for (struct bufio_client *c = bufio_g.clients; c && freed < bytes; c = c->g_next) {
+			uint64_t nr = (bytes - freed + c->block_size - 1) / c->block_size;
+			pthread_mutex_lock(&c->lock);
+			uint64_t n = evict_clock(c, nr, ST_EVICT_PRESSURE);
+			pthread_mutex_unlock(&c->lock);
+			freed += n * c->block_size;
+			progress |= n > 0;
+		}
+	}
+	pthread_mutex_unlock(&bufio_g.lock);
+	return freed;
+}
+
+void bufio_run_cleanup(void)
+{
+	pthread_mutex_lock(&bufio_g.lock);
+	cleanup_pass(bufio_now(), true);
+	pthread_mutex_unlock(&bufio_g.lock);
+}
+
+/* Let the pressure watcher hand work to the worker without blocking. */
+void global_request_shrink(uint64_t bytes)
+{
+	pthread_mutex_lock(&worker_lock);
+	bufio_g.shrink_request += bytes;
+	bufio_g.kick |= KICK_SHRINK;
+	pthread_cond_signal(&bufio_g.worker_cond);
+	pthread_mutex_unlock(&worker_lock);
+}

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * libbufio internals shared by the core's files: the buffer and client
+ * structures, the sharded index, per-thread statistics and the process-wide
+ * budget. Nothing here is part of the public API.
+ */
+#ifndef BUFIO_CORE_INTERNAL_H
+#define BUFIO_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <bufio/bufio.h>
+
+#define BUFIO_MIN_BUFFERS          8
+#define BUFIO_WRITEBACK_RATIO      3
+#define BUFIO_LOW_WATERMARK_RATIO  16
+#define BUFIO_WORK_TIMER_SECS      30
+#define BUFIO_DEFAULT_AGE_SECS     300
+#define BUFIO_DEFAULT_RETAIN_BYTES (256 * 1024)
+#define BUFIO_WRITE_ALIGN          4096
+#define BUFIO_DEFAULT_DIRTY_EXPIRE 30
+#define BUFIO_MEMORY_PERCENT       2
+
+/* Buffer state bits (b->state). */
+#define B_READING (1u << 0) /* a backend read is in flight */
+#define B_WRITING (1u << 1) /* a backend write is in flight */
+#define B_DIRTY   (1u << 2) /* modified since the last write was submitted */
+#define B_DEAD    (1u << 3) /* unhashed; freed by whoever drops the last hold */
+#define B_WAITERS (1u << 4) /* someone sleeps on the futex for this word */
+#define B_IO      (B_READING | B_WRITING)
+
+enum { LIST_CLEAN = 0, LIST_DIRTY = 1, LIST_NONE = 2 };
+
+/*
+ * A cached block. Kept small (the metadata target is <= 96 bytes including
+ * the index): descriptors come from a per-client slab without malloc
+ * headers, the aux data follows the descriptor.
+ *
+ * Locking: hash_next by the shard lock; lru links, list, dirty range and
+ * dirty_since by the client lock; hold, state, accessed and last_accessed
+ * are atomics (state bit changes of DIRTY also happen under the client lock).
+ */
+struct bufio_buffer {
+	struct bufio_buffer *hash_next;
+	struct bufio_buffer *lru_next, *lru_prev;
+	uint64_t block;
+	unsigned char *data;
+	struct bufio_client *c;
+	atomic_uint hold;
+	atomic_uint state;
+	atomic_uint last_accessed; /* coarse seconds, see bufio_now() */
+	uint32_t dirty_start, dirty_end;
+	uint32_t dirty_since;
+	uint32_t dirty_seq;    /* client dirty_seq when this data became dirty */
+	int16_t io_error;      /* last read/write error, negative errno */
+	uint8_t list;          /* LIST_* */
+	atomic_uchar accessed; /* CLOCK reference bit */
+	                       /* aux data follows */
+};
+
+/* One shard of the block index: a chained hash under a reader/writer lock. */
+struct shard {
+	pthread_rwlock_t lock;
+	struct bufio_buffer **buckets;
+	uint32_t mask; /* nbuckets - 1 */
+	uint32_t count;
+} __attribute__((aligned(64)));
+
+#define NSHARDS 64
+
+/* Counters kept per thread slot so the hit path never shares a cache line. */
+enum stat_id {
+	ST_HITS,
+	ST_MISSES,
+	ST_READS,
+	ST_READ_BYTES,
+	ST_WRITES,
+	ST_WRITE_BYTES,
+	ST_WRITEBACKS,
+	ST_FLUSHES,
+	ST_DISCARDS,
+	ST_PREFETCHES,
+	ST_READ_ERRORS,
+	ST_WRITE_ERRORS,
+	ST_EVICT_BUDGET,
+	ST_EVICT_AGE,
+	ST_EVICT_PRESSURE,
+	ST_EVICT_FORGET,
+	ST_EVICT_REUSE,
+	ST_ALLOC_FAILURES,
+	ST_RESERVE_USED,
+	ST_HELD, /* gauge: buffers with a non-zero hold (sum of +1/-1) */
+	ST_COUNT
+};
+
+#define NSLOTS 16
+struct stat_slot {
+	_Atomic int64_t v[ST_COUNT];
+} __attribute__((aligned(64)));
+
+/* Per-client slab of buffer descriptors. */
+struct slab {
+	pthread_mutex_t lock;
+	void *chunks;    /* singly linked list of chunks */
+	void *free_list; /* free descriptors */
+	size_t obj_size;
+};
+
+struct bufio_client {
+	struct bufio_backend *be;
+	unsigned block_size;
+	unsigned aux_size;
+	unsigned data_align;
+	uint64_t start_byte; /* sector offset in bytes */
+	uint64_t n_blocks;
+	void (*alloc_callback)(struct bufio_buffer *);
+	void (*write_callback)(struct bufio_buffer *);
+
+	struct shard shards[NSHARDS];
+	struct stat_slot slots[NSLOTS];
+
+	/* Everything below is protected by lock. */
+	pthread_mutex_t lock;
+	struct bufio_buffer *lru[2]; /* CLOCK rings; the head is the hand */
+	uint64_t n_buffers[2];
+	uint64_t n_reading, n_writing; /* atomically updated, read for stats */
+	struct bufio_buffer *reserve;  /* linked by hash_next */
+	unsigned need_reserved;
+	unsigned minimum_buffers;
+	atomic_uint free_waiters;
+	pthread_cond_t free_cond; /* a buffer became free or unheld */
+	int async_write_error;    /* first error since last write_dirty_buffers */
+	uint32_t dirty_seq;       /* ticks on every clean->dirty and write submission */
+	atomic_uint writeback_ratio;
+	atomic_uint dirty_expire;
+
+	struct slab slab;
+
+	/* io descriptors for when malloc fails */
+	pthread_mutex_t io_lock;
+	pthread_cond_t io_cond;
+	struct bufio_io *io_reserve;
+	struct core_io *io_reserve_mem;
+	unsigned io_reserve_n;
+
+	/* membership of the global client list (global lock) */
+	struct bufio_client *g_next, *g_prev;
+	bool destroying;
+};
+
+/*---- time ----*/
+uint32_t bufio_now(void); /* coarse monotonic seconds */
+
+/*---- stats.c ----*/
+unsigned stat_slot_id(void);
+static inline void stat_add(struct bufio_client *c, enum stat_id id, int64_t n)
+{
+	atomic_fetch_add_explicit(&c->slots[stat_slot_id()].v[id], n, memory_order_relaxed);
+}
+static inline void stat_inc(struct bufio_client *c, enum stat_id id)
+{
+	stat_add(c, id, 1);
+}
+
+/*---- index.c ----*/
+int index_init(struct bufio_client *c);
+void index_destroy(struct bufio_client *c);
+struct shard *index_shard(struct bufio_client *c, uint64_t block);
+struct bufio_buffer *index_find(struct shard *s, uint64_t block);
+void index_insert(struct shard *s, struct bufio_buffer *b); /* shard write-locked */
+void index_remove(struct shard *s, struct bufio_buffer *b); /* shard write-locked */
+/* The hit path: find and take a hold under the shard read lock. */
+struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block);
+
+/*---- buffer.c: allocation, lists, freeing ----*/
+struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait);
+void buffer_free(struct bufio_buffer *b);        /* client lock held */
+void buffer_destroy_mem(struct bufio_buffer *b); /* really free; no lock needed */
+void lru_link(struct bufio_buffer *b, int list); /* client lock held */
+void lru_unlink(struct bufio_buffer *b);         /* client lock held */
+void lru_relink(struct bufio_buffer *b, int list);
+bool buffer_evictable(struct bufio_buffer *b);
+/* Unhash and unlink @b; client lock held; takes the shard lock. */
+void buffer_unhash(struct bufio_buffer *b);
+/* Unhash and unlink @b if nobody holds it and no I/O or dirt; client lock held. */
+bool buffer_try_detach(struct bufio_buffer *b);
+/* Try to evict @b (client lock held): true if it was unhashed and freed. */
+bool buffer_try_evict(struct bufio_buffer *b, enum stat_id reason);
+/* Drop a hold; frees dead buffers and wakes allocation waiters. */
+void buffer_put(struct bufio_buffer *b);
+void buffer_get_hold(struct bufio_buffer *b);
+int slab_init(struct slab *s, size_t obj_size);
+void slab_destroy(struct slab *s);
+bool alloc_should_fail(void);
+
+/*---- wait.c: per-buffer futex waits ----*/
+void buffer_wait_clear(struct bufio_buffer *b, unsigned bits);
+void buffer_clear_wake(struct bufio_buffer *b, unsigned bits);
+/* Try to set @bit if clear (for exclusive writers); returns true if set. */
+bool buffer_test_and_set(struct bufio_buffer *b, unsigned bit);
+
+/* The core's io descriptor: the backend request plus write bookkeeping. */
+struct core_io {
+	struct bufio_io io;
+	uint32_t sub_seq; /* client dirty_seq when the write was submitted */
+};
+
+static inline bool seq_le(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) <= 0;
+}
+
+/*---- io.c ----*/
+struct bufio_io *io_alloc(struct bufio_client *c, bool may_wait);
+void io_free(struct bufio_client *c, struct bufio_io *io);
+int io_reserve_init(struct bufio_client *c, unsigned n);
+void io_reserve_destroy(struct bufio_client *c);
+uint64_t block_to_byte(struct bufio_client *c, uint64_t block);
+/* Prepare a read of @b into @plug (b is READING, held). */
+void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug *plug);
+
+/*---- writeback.c ----*/
+/* Collect writes for dirty buffers of @c into @plug; client lock held. */
+unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug, uint32_t older_than,
+                           bool background);
+void writeback_async(struct bufio_client *c, bool background);
+void writeback_expired(struct bufio_client *c, uint32_t now);
+bool writeback_needed(struct bufio_client *c); /* client lock held */
+
+/*---- evict.c ----*/
+/* Evict up to @nr clean buffers in CLOCK order; client lock held. */
+uint64_t evict_clock(struct bufio_client *c, uint64_t nr, enum stat_id reason);
+void evict_old(struct bufio_client *c, uint32_t now, unsigned max_age);
+uint64_t retain_buffers(struct bufio_client *c);
+struct bufio_buffer *reuse_unclaimed(struct bufio_client *c); /* client lock held */
+
+/*---- global.c ----*/
+struct bufio_global {
+	pthread_mutex_t lock; /* client list, worker lifecycle */
+	struct bufio_client *clients;
+	unsigned n_clients;
+	struct bufio_client *rr; /* round-robin cursor for eviction */
+
+	atomic_uint_fast64_t cache_size_setting; /* 0 = default */
+	atomic_uint_fast64_t cache_size;         /* effective */
+	atomic_uint max_age;
+	atomic_uint_fast64_t retain_bytes;
+	atomic_uint_fast64_t current;
+	atomic_uint_fast64_t peak;
+	atomic_uint_fast64_t leaked;
+	atomic_long alloc_fail_inject;
+
+	/* background worker */
+	pthread_t worker;
+	bool worker_running;
+	bool worker_stop;
+	pthread_cond_t worker_cond;
+	unsigned kick;           /* KICK_* bits, under lock */
+	uint64_t shrink_request; /* bytes, from the pressure watcher */
+};
+#define KICK_BUDGET    1u
+#define KICK_WRITEBACK 2u
+#define KICK_SHRINK    4u
+
+extern struct bufio_global bufio_g;
+
+void global_account(int64_t bytes);
+bool global_over_budget(void);
+void global_kick(unsigned what);
+/* Start the worker and pressure watcher once per process. */
+void global_start(void);
+int global_register(struct bufio_client *c);
+void global_unregister(struct bufio_client *c);
+/* Evict across clients down to the low watermark; writes back if needed. */
+void global_enforce_budget(void);
+void global_request_shrink(uint64_t bytes);
+
+/*---- pressure.c ----*/
+void pressure_start(void);
+
+#endif

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Waiting for a buffer's I/O: a futex on the buffer's own state word. The
+ * B_WAITERS bit lets the completion skip the wake system call when nobody
+ * sleeps, so the common case costs one atomic.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void futex_wait(atomic_uint *addr, unsigned val)
+{
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(atomic_uint *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+void buffer_wait_clear(struct bufio_buffer *b, unsigned bits)
+{
+	unsigned s = atomic_load_explicit(&b->state, memory_order_acquire);
+	while (s & bits) {
+		if (!(s & B_WAITERS)) {
+			if (!atomic_compare_exchange_weak(&b->state, &s, s | B_WAITERS))
+				continue;
+			s |= B_WAITERS;
+		}
+		futex_wait(&b->state, s);
+		s = atomic_load_explicit(&b->state, memory_order_acquire);
+	}
+}
+
+void buffer_clear_wake(struct bufio_buffer *b, unsigned bits)
+{
+	/* Clearing B_WAITERS with the bits is safe: a waiter that still needs
+	 * to sleep sets it again before its futex_wait. */
+	unsigned old =
+	    atomic_fetch_and_explicit(&b->state, ~(bits | B_WAITERS), memory_order_acq_rel);
+	if (old & B_WAITERS)
+		futex_wake_all(&b->state);
+}
+
+bool buffer_test_and_set(struct bufio_buffer *b, unsigned bit)
+{
+	return !(atomic_fetch_or(&b->state, bit) & bit);
+}

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Dirty buffers and their write-back: partial dirty ranges widened to 4 KiB,
+ * one batch per pass, failed writes kept dirty for a retry, and the sequence
+ * stamps that let bufio_write_dirty_buffers wait for exactly the data dirtied
+ * before it was called.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+static unsigned write_align(struct bufio_client *c)
+{
+	unsigned a = bufio_backend_alignment(c->be);
+	return a > BUFIO_WRITE_ALIGN ? a : BUFIO_WRITE_ALIGN;
+}
+
+void bufio_mark_partial_buffer_dirty(struct bufio_buffer *b, unsigned start, unsigned end)
+{
+	struct bufio_client *c = b->c;
+	if (start >= end || end > c->block_size)
+		return;
+	pthread_mutex_lock(&c->lock);
+	unsigned st = atomic_load(&b->state);
+	if (!(st & B_DIRTY)) {
+		atomic_fetch_or(&b->state, B_DIRTY);
+		b->dirty_start = start;
+		b->dirty_end = end;
+		b->dirty_since = bufio_now();
+		/* A buffer still being written keeps the stamp of the data in
+		 * flight; the completion restamps it (see write_done). */
+		if (!(st & B_WRITING))
+			b->dirty_seq = ++c->dirty_seq;
+		lru_relink(b, LIST_DIRTY);
+	} else {
+		if (start < b->dirty_start)
+			b->dirty_start = start;
+		if (end > b->dirty_end)
+			b->dirty_end = end;
+	}
+	bool kick = writeback_needed(c);
+	pthread_mutex_unlock(&c->lock);
+	if (kick)
+		global_kick(KICK_WRITEBACK);
+}
+
+void bufio_mark_buffer_dirty(struct bufio_buffer *b)
+{
+	bufio_mark_partial_buffer_dirty(b, 0, b->c->block_size);
+}
+
+bool writeback_needed(struct bufio_client *c)
+{
+	uint64_t dirty = c->n_buffers[LIST_DIRTY] - c->n_writing;
+	if (c->n_writing > c->n_buffers[LIST_DIRTY])
+		dirty = 0;
+	return dirty && dirty > c->n_buffers[LIST_CLEAN] * atomic_load(&c->writeback_ratio);
+}
+
+static void write_done(struct bufio_io *io, int res)
+{
+	struct core_io *cio = (struct core_io *)io;
+	struct bufio_buffer *b = io->private;
+	struct bufio_client *c = b->c;
+	uint32_t ws = (uint32_t)(io->offset - block_to_byte(c, b->block));
+	uint32_t we = ws + (uint32_t)io->len;
+
+	pthread_mutex_lock(&c->lock);
+	unsigned st = atomic_load(&b->state);
+	if (res < 0) {
+		/* Unlike dm-bufio the data is kept: the buffer stays dirty and
+		 * the next write-back retries it. */
+		stat_inc(c, ST_WRITE_ERRORS);
+		if (!c->async_write_error)
+			c->async_write_error = res;
+		b->io_error = (int16_t)res;
+		if (st & B_DIRTY) {
+			b->dirty_start = ws < b->dirty_start ? ws : b->dirty_start;
+			b->dirty_end = we > b->dirty_end ? we : b->dirty_end;
+		} else {
+			atomic_fetch_or(&b->state, B_DIRTY);
+			b->dirty_start = ws;
+			b->dirty_end = we;
+			b->dirty_since = bufio_now();
+		}
+		/* A fresh stamp: a write_dirty_buffers waiting on this data
+		 * has its error and must not spin retrying it. */
+		b->dirty_seq = ++c->dirty_seq;
+	} else {
+		b->io_error = 0;
+		if (st & B_DIRTY)
+			/* Re-dirtied while in flight: what was dirty before
+			 * the submission is on the backend now. */
+			b->dirty_seq = cio->sub_seq;
+		else
+			lru_relink(b, LIST_CLEAN);
+	}
+	c->n_writing--;
+	pthread_mutex_unlock(&c->lock);
+
+	io_free(c, io);
+	buffer_clear_wake(b, B_WRITING);
+	buffer_put(b);
+	if (global_over_budget())
+		global_kick(KICK_BUDGET);
+}
+
+/* Turn one dirty buffer into a write request; client lock held. */
+static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug *plug)
+{
+	struct bufio_client *c = b->c;
+	struct core_io *cio = (struct core_io *)io;
+	unsigned align = write_align(c);
+	uint32_t ws = b->dirty_start / align * align;
+	uint64_t we = ((uint64_t)b->dirty_end + align - 1) / align * align;
+	if (we > c->block_size)
+		we = c->block_size;
+
+	atomic_fetch_or(&b->state, B_WRITING);
+	atomic_fetch_and(&b->state, ~B_DIRTY);
+	atomic_fetch_add(&b->hold, 1); /* the io's own hold */
+	cio->sub_seq = ++c->dirty_seq;
+	c->n_writing++;
+
+	io->op = BUFIO_OP_WRITE;
+	io->buf = b->data + ws;
+	io->offset = block_to_byte(c, b->block) + ws;
+	io->len = we - ws;
+	io->done = write_done;
+	io->private = b;
+	stat_inc(c, ST_WRITES);
+	stat_add(c, ST_WRITE_BYTES, (int64_t)io->len);
+	bufio_plug_add(plug, io);
+}
+
+/*
+ * Gather writes for dirty buffers not already being written: all of them, or
+ * only those whose stamp is at most @seq_limit when @limited. Stops early if
+ * no io descriptor is available without waiting. Client lock held.
+ */
+static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool limited,
+                        uint32_t seq_limit, uint32_t older_than)
+{
+	unsigned n = 0;
+	struct bufio_buffer *head = c->lru[LIST_DIRTY];
+	if (!head)
+		return 0;
+	struct bufio_buffer *b = head;
+	do {
+		unsigned st = atomic_load(&b->state);
+		bool want = (st & B_DIRTY) && !(st & B_WRITING);
+		if (want && limited && !seq_le(b->dirty_seq, seq_limit))
+			want = false;
+		if (want && older_than && b->dirty_since > older_than)
+			want = false;
+		if (want) {
+			struct bufio_io *io = io_alloc(c, false);
+			if (!io)
+				break;
+			write_prepare(b, io, plug);
+			n++;
+		}
+		b = b->lru_next;
+	} while (b != head);
+	return n;
+}
+
+/* Call write callbacks outside the lock, then submit the batch. */
+static void submit_writes(struct bufio_client *c, struct bufio_plug *plug)
+{
+	if (c->write_callback)
+		for (struct bufio_io *io = plug->head; io; io = io->next)
+			c->write_callback(io->private);
+	bufio_plug_finish(plug, c->be);
+}
+
+unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug, uint32_t older_than,
+                           bool background)
+{
+	unsigned n = collect(c, plug, false, 0, older_than);
+	if (background)
+		stat_add(c, ST_WRITEBACKS, n);
+	return n;
+}
+
+void writeback_async(struct bufio_client *c, bool background)
+{
+	struct bufio_plug plug;
+	bufio_plug_init(&plug);
+	pthread_mutex_lock(&c->lock);
+	writeback_collect(c, &plug, 0, background);
+	pthread_mutex_unlock(&c->lock);
+	submit_writes(c, &plug);
+}
+
+void writeback_expired(struct bufio_client *c, uint32_t now)
+{
+	unsigned expire = atomic_load(&c->dirty_expire);
+	if (!expire || now < expire)
+		return;
+	struct bufio_plug plug;
+	bufio_plug_init(&plug);
+	pthread_mutex_lock(&c->lock);
+	writeback_collect(c, &plug, now - expire, true);
+	pthread_mutex_unlock(&c->lock);
+	submit_writes(c, &plug);
+}
+
+void bufio_write_dirty_buffers_async(struct bufio_client *c)
+{
+	writeback_async(c, false);
+}
+
+/* A buffer with data from before @seq still being written, held; or NULL. */
+static struct bufio_buffer *find_old_writing(struct bufio_client *c, uint32_t seq, bool *pending)
+{
+	struct bufio_buffer *head = c->lru[LIST_DIRTY], *b = head;
+	if (!head)
+		return NULL;
+	do {
+		unsigned st = atomic_load(&b->state);
+		if (seq_le(b->dirty_seq, seq)) {
+			if (st & B_WRITING) {
+				atomic_fetch_add(&b->hold, 1);
+				return b;
+			}
+			if (st & B_DIRTY)
+				*pending = true;
+		}
+		b = b->lru_next;
+	} while (b != head);
+	return NULL;
+}
+
+int bufio_write_dirty_buffers(struct bufio_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	uint32_t seq = c->dirty_seq;
+	for (;;) {
+		struct bufio_plug plug;
+		bufio_plug_init(&plug);
+		bool pending = false;
+		struct bufio_buffer *w = NULL;
+		/* After a failure, only wait: retrying inside this call could
+		 * spin forever on a dead device. The error is returned below. */
+		if (!c->async_write_error)
+			collect(c, &plug, true, seq, 0);
+		if (!plug.head)
+			w = find_old_writing(c, seq, &pending);
+		pthread_mutex_unlock(&c->lock);
+		if (plug.head) {
+			submit_writes(c, &plug);
+		} else if (w) {
+			buffer_wait_clear(w, B_WRITING);
+			buffer_put(w);
+		} else if (pending && !c->async_write_error) {
+			/* Out of io descriptors: wait for one to come back. */
+			io_free(c, io_alloc(c, true));
+		} else {
+			break;
+		}
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_lock(&c->lock);
+	int err = c->async_write_error;
+	c->async_write_error = 0;
+	if (atomic_load(&c->free_waiters))
+		pthread_cond_broadcast(&c->free_cond);
+	pthread_mutex_unlock(&c->lock);
+	int f = bufio_issue_flush(c);
+	return err ? err : f;
+}
+
+int bufio_write_buffer(struct bufio_buffer *b)
+{
+	struct bufio_client *c = b->c;
+	for (;;) {
+		buffer_wait_clear(b, B_WRITING);
+		struct bufio_io *io = io_alloc(c, true);
+		pthread_mutex_lock(&c->lock);
+		unsigned st = atomic_load(&b->state);
+		if (st & B_WRITING) { /* someone else started one meanwhile */
+			pthread_mutex_unlock(&c->lock);
+			io_free(c, io);
+			continue;
+		}
+		if (!(st & B_DIRTY)) {
+			pthread_mutex_unlock(&c->lock);
+			io_free(c, io);
+			return 0;
+		}
+		struct bufio_plug plug;
+		bufio_plug_init(&plug);
+		write_prepare(b, io, &plug);
+		pthread_mutex_unlock(&c->lock);
+		submit_writes(c, &plug);
+		buffer_wait_clear(b, B_WRITING);
+		/* A failure re-marks the buffer dirty and records io_error. */
+		pthread_mutex_lock(&c->lock);
+		int err = (atomic_load(&b->state) & B_DIRTY) ? b->io_error : 0;
+		pthread_mutex_unlock(&c->lock);
+		return err < 0 ? err : 0;
+	}
+}
+
+int bufio_issue_flush(struct bufio_client *c)
+{
+	stat_inc(c, ST_FLUSHES);
+	return bufio_backend_rw_sync(c->be, BUFIO_OP_FLUSH, NULL, 0, 0);
+}
+
+int bufio_issue_discard(struct bufio_client *c, uint64_t block, uint64_t count)
+{
+	if (block > c->n_blocks || count > c->n_blocks - block)
+		return -ERANGE;
+	if (!(c->be->flags & BUFIO_BE_DISCARD))
+		return -EOPNOTSUPP;
+	if (!count)
+		return 0;
+	stat_inc(c, ST_DISCARDS);
+	return bufio_backend_rw_sync(c->be, BUFIO_OP_DISCARD, NULL, block_to_byte(c, block),
+	                             count * c->block_size);
+}
