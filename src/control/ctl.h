@@ -74,6 +74,17 @@ int ctl_write(const struct ctl_entry *e, struct fs_device *dev, const char *text
 int ctl_parse(const struct ctl_entry *e, const char *text, size_t len, uint64_t *val);
 
 /*
+ * ctl_parse that also says why a value was refused ("out of range 0..1000",
+ * "not a number", ...) in @why, for the messages of the config loader and
+ * -o. @why may be NULL.
+ */
+int ctl_parse_explain(const struct ctl_entry *e, const char *text, size_t len, uint64_t *val,
+		      char *why, size_t whylen);
+
+/* "0..1000", "512..64M"-style description of what @e accepts, for --help. */
+void ctl_describe_values(const struct ctl_entry *e, char *buf, size_t size);
+
+/*
  * Tell the registry which devices are served (for global entries that sum
  * or list them, like metrics). Call once the devices are open, before the
  * mount; the array must outlive the mount.
