@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine as root: dependencies,
+# a -Werror build, unit tests plain, under ASan+UBSan and under TSan, then the
+# integration tests (real FUSE mounts, loop devices, mkfs, fio).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+[ "${BUFIO_SKIP_DEPS:-}" = 1 ] || scripts/deps.sh
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "build (plain)"
+scripts/build.sh build
+step "unit tests (plain)"
+ctest --test-dir build -L unit --output-on-failure -j2
+
+step "build (ASan+UBSan)"
+scripts/build.sh build-asan address
+step "unit tests (ASan+UBSan)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	ctest --test-dir build-asan -L unit --output-on-failure -j2
+
+step "build (TSan)"
+scripts/build.sh build-tsan thread
+step "unit tests (TSan)"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	ctest --test-dir build-tsan -L unit --output-on-failure -j2
+
+if ctest --test-dir build -N -L integration | grep -q 'Total Tests: [1-9]'; then
+	step "integration tests"
+	ctest --test-dir build -L integration --output-on-failure
+fi
+step "all tests passed"
