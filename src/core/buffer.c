@@ -145,6 +145,45 @@ static void reset_buffer(struct bufio_buffer *b)
 	atomic_store(&b->accessed, 0);
 }
 
+static bool far_over_budget(void)
+{
+	uint64_t size = atomic_load(&bufio_g.cache_size);
+	return atomic_load(&bufio_g.current) > size + size / 8;
+}
+
+/*
+ * Over budget: reuse one of our own clean buffers. Far over budget with
+ * nothing clean, write our dirty buffers and wait for one to come clean, so
+ * a fast writer cannot grow the cache without bound; the wait always ends
+ * because it only happens while our writes are in flight.
+ */
+static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c)
+{
+	bool wrote = false;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct bufio_buffer *b = reuse_unclaimed(c);
+		if (b || !far_over_budget()) {
+			pthread_mutex_unlock(&c->lock);
+			return b;
+		}
+		if (!c->n_writing) {
+			if (wrote || c->n_buffers[LIST_DIRTY] == 0)
+				break;
+			pthread_mutex_unlock(&c->lock);
+			writeback_async(c, true);
+			wrote = true;
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		atomic_fetch_add(&c->free_waiters, 1);
+		pthread_cond_wait(&c->free_cond, &c->lock);
+		atomic_fetch_sub(&c->free_waiters, 1);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 /*
  * Allocation ladder, like dm-bufio's __alloc_buffer_wait: when over budget
  * reuse an unclaimed clean buffer of our own; else ask the system; when that
@@ -158,9 +197,7 @@ struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 
 	if (global_over_budget()) {
 		global_kick(KICK_BUDGET);
-		pthread_mutex_lock(&c->lock);
-		b = reuse_unclaimed(c);
-		pthread_mutex_unlock(&c->lock);
+		b = reuse_or_throttle(c);
 		if (b)
 			goto got;
 	}

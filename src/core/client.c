@@ -117,6 +117,30 @@ struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned bloc
 	return c;
 }
 
+/* Wait until no read (prefetches included) or write is in flight. */
+static void wait_all_io(struct bufio_client *c)
+{
+	for (;;) {
+		struct bufio_buffer *busy = NULL;
+		pthread_mutex_lock(&c->lock);
+		for (int l = 0; l < 2 && !busy; l++) {
+			struct bufio_buffer *head = c->lru[l], *b = head;
+			while (b && !busy) {
+				if (atomic_load(&b->state) & B_IO)
+					busy = b;
+				b = b->lru_next == head ? NULL : b->lru_next;
+			}
+		}
+		if (busy)
+			atomic_fetch_add(&busy->hold, 1);
+		pthread_mutex_unlock(&c->lock);
+		if (!busy)
+			return;
+		buffer_wait_clear(busy, B_IO);
+		buffer_put(busy);
+	}
+}
+
 /* Free every buffer; held ones are reported and left alone. */
 static void drop_all(struct bufio_client *c)
 {
@@ -145,11 +169,13 @@ void bufio_client_destroy(struct bufio_client *c)
 {
 	if (!c)
 		return;
+	/* Off the worker's list first, so no background pass starts I/O. */
+	global_unregister(c);
 	int r = bufio_write_dirty_buffers(c);
 	if (r < 0)
 		fprintf(stderr, "bufio: final write-back of %s failed: %s; dirty data lost\n",
 		        c->be->path ? c->be->path : "backend", strerror(-r));
-	global_unregister(c);
+	wait_all_io(c);
 	drop_all(c);
 	if (atomic_load(&bufio_g.leaked)) {
 		/* A leaked buffer's descriptor lives in the slab: keep the slab

@@ -67,9 +67,9 @@ void bufio_get_stats(struct bufio_client *c, struct bufio_stats *out)
 	pthread_mutex_lock(&c->lock);
 	out->buffers_clean = c->n_buffers[LIST_CLEAN];
 	out->buffers_dirty = c->n_buffers[LIST_DIRTY];
+	out->buffers_writing = c->n_writing;
 	pthread_mutex_unlock(&c->lock);
 	out->buffers_reading = __atomic_load_n(&c->n_reading, __ATOMIC_RELAXED);
-	out->buffers_writing = __atomic_load_n(&c->n_writing, __ATOMIC_RELAXED);
 	out->bytes_cached = (out->buffers_clean + out->buffers_dirty) * c->block_size;
 }
 
