@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The io_uring engine of the file backend: one ring shared by every submitter
+ * under a mutex, a whole batch per io_uring_submit(), and one reaper thread
+ * that waits for completions, finishes short transfers and calls ->done.
+ */
+#define _GNU_SOURCE /* O_DIRECT, fallocate, statx, pthread_setname_np */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "be_int.h"
+
+#define DEFAULT_QUEUE_DEPTH 256
+#define REAP_BATCH 64
+
+/*
+ * One slot per io the kernel may hold. There are as many slots as CQ entries,
+ * so the completion queue can never overflow, and a short transfer is
+ * resubmitted in the slot it already owns.
+ */
+struct uring_req {
+	struct bufio_io *io;
+	uint64_t done; /* bytes transferred so far */
+	struct uring_req *next_free;
+};
+
+struct be_uring {
+	struct be_file f;
+	struct io_uring ring;
+	pthread_t reaper;
+	pthread_mutex_t lock; /* the SQ side, the slots and the pending queue */
+	pthread_cond_t space; /* a slot is free and nothing is queued ahead */
+	struct uring_req *reqs, *free;
+	unsigned nslots, waiters, sq_ready;
+	/*
+	 * ios submitted from a completion thread while every slot was busy. Only
+	 * queued when full, so there is always I/O in flight whose completion
+	 * lets the reaper submit them.
+	 */
+	struct bufio_io *pend_head, **pend_tail;
+	bool stopping;
+	bool has_helper;
+	struct be_pool helper; /* block-device discards: not an io_uring op */
+};
+
+/* Push prepared SQEs to the kernel. Called with the lock held. */
+static void flush_sq(struct be_uring *u)
+{
+	while (u->sq_ready) {
+		int ret = io_uring_submit(&u->ring);
+
+		if (ret >= 0) {
+			u->sq_ready -= (unsigned)ret < u->sq_ready ? (unsigned)ret : u->sq_ready;
+			continue;
+		}
+		/*
+		 * Transient: the SQEs stay in the ring and the next call pushes
+		 * them. CQ overflow (EBUSY) cannot happen as in-flight ios are
+		 * bounded by the CQ size.
+		 */
+		if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
+			continue;
+		fprintf(stderr, "bufio: io_uring_submit failed on %s (%s)\n", u->f.path,
+			strerror(-ret));
+		abort();
+	}
+}
+
+static struct io_uring_sqe *get_sqe(struct be_uring *u)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+	if (!sqe) {
+		flush_sq(u);
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	return sqe;
+}
+
+/* Prepare the (remaining part of the) io in slot @r. Called with the lock held. */
+static void prep(struct be_uring *u, struct uring_req *r)
+{
+	struct io_uring_sqe *sqe = get_sqe(u);
+	struct bufio_io *io = r->io;
+	uint64_t rest = io->len - r->done;
+	unsigned chunk = rest < u->f.max_xfer ? (unsigned)rest : (unsigned)u->f.max_xfer;
+
+	switch (io->op) {
+	case BUFIO_OP_READ:
+		io_uring_prep_read(sqe, u->f.fd, (char *)io->buf + r->done, chunk,
+				   io->offset + r->done);
+		break;
+	case BUFIO_OP_WRITE:
+		io_uring_prep_write(sqe, u->f.fd, (const char *)io->buf + r->done, chunk,
+				    io->offset + r->done);
+		break;
+	case BUFIO_OP_FLUSH:
+		io_uring_prep_fsync(sqe, u->f.fd, IORING_FSYNC_DATASYNC);
+		break;
+	case BUFIO_OP_DISCARD:
+		/* regular files only; block devices go to the helper thread */
+		io_uring_prep_fallocate(sqe, u->f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					io->offset, io->len);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, r);
+	u->sq_ready++;
+}
+
+/* Put @io in a free slot and prepare it. Called with the lock held, a slot free. */
+static void start(struct be_uring *u, struct bufio_io *io)
+{
+	struct uring_req *r = u->free;
+
+	u->free = r->next_free;
+	r->io = io;
+	r->done = 0;
+	prep(u, r);
+}
+
+/* Give free slots to queued ios, then to waiting submitters. Lock held. */
+static void pump(struct be_uring *u)
+{
+	while (u->pend_head && u->free) {
+		struct bufio_io *io = u->pend_head;
+
+		u->pend_head = io->next;
+		if (!u->pend_head)
+			u->pend_tail = &u->pend_head;
+		start(u, io);
+	}
+	flush_sq(u);
+	if (u->free && !u->pend_head && u->waiters)
+		pthread_cond_broadcast(&u->space);
+}
+
+static void uring_submit(struct bufio_backend *be, struct bufio_io *ios)
+{
+	struct be_uring *u = (struct be_uring *)be;
+	struct bufio_io *ok = NULL, **tail = &ok, *slow = NULL, **stail = &slow;
+
+	/* Failures complete here, before submit returns, as the contract allows. */
+	while (ios) {
+		struct bufio_io *next = ios->next;
+		int ret = be_check_io(be, ios);
+
+		if (ret) {
+			ios->done(ios, ret < 0 ? ret : 0);
+		} else if (ios->op == BUFIO_OP_DISCARD && u->f.blkdev) {
+			*stail = ios;
+			stail = &ios->next;
+		} else {
+			*tail = ios;
+			tail = &ios->next;
+		}
+		ios = next;
+	}
+	*tail = NULL;
+	*stail = NULL;
+	if (slow)
+		be_pool_queue(&u->helper, slow);
+	if (!ok)
+		return;
+
+	pthread_mutex_lock(&u->lock);
+	while (ok) {
+		if (u->free && !u->pend_head) {
+			struct bufio_io *io = ok;
+
+			ok = io->next;
+			start(u, io);
+		} else if (be_in_completion) {
+			/*
+			 * A completion callback (ours or a stacked backend's) must not
+			 * wait for a slot only a completion thread can free: queue the
+			 * rest for the reaper.
+			 */
+			*u->pend_tail = ok;
+			while (ok->next)
+				ok = ok->next;
+			u->pend_tail = &ok->next;
+			ok = NULL;
+		} else {
+			/* push what is prepared first: the slots we wait for may be in it */
+			flush_sq(u);
+			u->waiters++;
+			pthread_cond_wait(&u->space, &u->lock);
+			u->waiters--;
+		}
+	}
+	flush_sq(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+struct reaped {
+	struct bufio_io *io;
+	int res;
+};
+
+static void *reaper_main(void *arg)
+{
+	struct be_uring *u = arg;
+	struct reaped done[REAP_BATCH];
+	bool stop = false;
+
+	be_in_completion = true;
+	while (!stop) {
+		struct io_uring_cqe *cqe, *cqes[REAP_BATCH];
+		unsigned n, ndone = 0;
+		int ret = io_uring_wait_cqe(&u->ring, &cqe);
+
+		if (ret == -EINTR || ret == -EAGAIN)
+			continue;
+		if (ret < 0) {
+			fprintf(stderr, "bufio: waiting for io_uring completions on %s failed (%s)\n",
+				u->f.path, strerror(-ret));
+			abort();
+		}
+		n = io_uring_peek_batch_cqe(&u->ring, cqes, REAP_BATCH);
+
+		pthread_mutex_lock(&u->lock);
+		for (unsigned i = 0; i < n; i++) {
+			struct uring_req *r = io_uring_cqe_get_data(cqes[i]);
+			int res = cqes[i]->res;
+			struct bufio_io *io;
+
+			if (!r) { /* the NOP from close() */
+				stop = u->stopping;
+				continue;
+			}
+			io = r->io;
+			if (res == -EINTR || res == -EAGAIN) {
+				prep(u, r);
+				continue;
+			}
+			if (res > 0 && (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
+				r->done += (uint64_t)res;
+				if (r->done < io->len) {
+					prep(u, r); /* short transfer: the rest */
+					continue;
+				}
+				res = 0;
+			} else if (res == 0 &&
+				   (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
+				res = -EIO; /* end of file before the end of the io */
+			}
+			done[ndone].io = io;
+			done[ndone].res = res;
+			ndone++;
+			r->next_free = u->free;
+			u->free = r;
+		}
+		io_uring_cq_advance(&u->ring, n);
+		pump(u);
+		pthread_mutex_unlock(&u->lock);
+
+		/* outside the lock: a callback may submit again */
+		for (unsigned i = 0; i < ndone; i++)
+			done[i].io->done(done[i].io, done[i].res);
+	}
+	return NULL;
+}
+
+static void uring_close(struct bufio_backend *be)
+{
+	struct be_uring *u = (struct be_uring *)be;
+	struct io_uring_sqe *sqe;
+
+	pthread_mutex_lock(&u->lock);
+	u->stopping = true;
+	sqe = get_sqe(u);
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, NULL);
+	u->sq_ready++;
+	flush_sq(u);
+	pthread_mutex_unlock(&u->lock);
+	pthread_join(u->reaper, NULL);
+
+	if (u->has_helper)
+		be_pool_stop(&u->helper);
+	io_uring_queue_exit(&u->ring);
+	pthread_cond_destroy(&u->space);
+	pthread_mutex_destroy(&u->lock);
+	be_file_release(&u->f);
+	free(u->reqs);
+	free(u);
+}
+
+static const struct bufio_backend_ops uring_ops = {
+	.submit = uring_submit,
+	.close = uring_close,
+};
+
+/* Kernels before 5.6 have rings but not these opcodes. */
+static int probe_ops(struct io_uring *ring)
+{
+	static const int needed[] = {IORING_OP_NOP, IORING_OP_READ, IORING_OP_WRITE,
+				     IORING_OP_FSYNC, IORING_OP_FALLOCATE};
+	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+	int ret = 0;
+
+	if (!probe)
+		return -ENOSYS;
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		if (!io_uring_opcode_supported(probe, needed[i]))
+			ret = -ENOSYS;
+	}
+	io_uring_free_probe(probe);
+	return ret;
+}
+
+int be_uring_create(const struct be_file *f, const struct bufio_backend_options *opts,
+		    struct bufio_backend **out, bool *ring_failed)
+{
+	const char *force = getenv("BUFIO_FORCE_NO_URING");
+	unsigned depth = opts->queue_depth ? opts->queue_depth : DEFAULT_QUEUE_DEPTH;
+	struct be_uring *u;
+	int ret;
+
+	*ring_failed = false;
+	if (force && strcmp(force, "1") == 0) {
+		/* test hook: behave as if seccomp or io_uring_disabled said no */
+		*ring_failed = true;
+		return -EPERM;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	ret = io_uring_queue_init(depth, &u->ring, 0);
+	if (ret) {
+		free(u);
+		*ring_failed = true;
+		return ret;
+	}
+	ret = probe_ops(&u->ring);
+	if (ret) {
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		*ring_failed = true;
+		return ret;
+	}
+	u->nslots = u->ring.cq.ring_entries;
+	u->reqs = calloc(u->nslots, sizeof(*u->reqs));
+	if (!u->reqs) {
+		ret = -ENOMEM;
+		goto err_ring;
+	}
+	for (unsigned i = 0; i < u->nslots; i++) {
+		u->reqs[i].next_free = u->free;
+		u->free = &u->reqs[i];
+	}
+	u->f = *f;
+	u->f.be.ops = &uring_ops;
+	u->f.be.name = "io_uring";
+	u->pend_tail = &u->pend_head;
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_cond_init(&u->space, NULL);
+	if (u->f.blkdev && !(u->f.be.flags & BUFIO_BE_READONLY)) {
+		ret = be_pool_start(&u->helper, &u->f, 1, "bufio-discard");
+		if (ret)
+			goto err_lock;
+		u->has_helper = true;
+	}
+	ret = pthread_create(&u->reaper, NULL, reaper_main, u);
+	if (ret) {
+		ret = -ret;
+		goto err_helper;
+	}
+	pthread_setname_np(u->reaper, "bufio-uring");
+	*out = &u->f.be;
+	return 0;
+
+err_helper:
+	if (u->has_helper)
+		be_pool_stop(&u->helper);
+err_lock:
+	pthread_cond_destroy(&u->space);
+	pthread_mutex_destroy(&u->lock);
+err_ring:
+	io_uring_queue_exit(&u->ring);
+	free(u->reqs);
+	free(u);
+	return ret;
+}
