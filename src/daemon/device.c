@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * A served device's life: opening the backing under an exclusive lock,
+ * creating its libbufio client, switching cache modes, flushing, and the
+ * final write-back when the daemon stops.
+ */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/device.h"
+#include "daemon/lifecycle.h"
+#include "daemon/log.h"
+
+/* Largest FUSE request, in bytes: one request may hold that many blocks. */
+#define FS_DEVICE_MAX_IO (1u << 20)
+
+int fs_device_set_cache_mode(struct fs_device *dev, unsigned mode)
+{
+	unsigned old;
+	int err = 0;
+
+	if (mode > FS_CACHE_NONE)
+		return -EINVAL;
+	/* Waits for every request in progress; none starts until we are done. */
+	pthread_rwlock_wrlock(&dev->mode_lock);
+	old = atomic_load(&dev->cache_mode);
+	if (old == mode)
+		goto out;
+	/* Leaving writeback (or entering none): nothing dirty may stay behind. */
+	if (old == FS_CACHE_WRITEBACK || mode == FS_CACHE_NONE) {
+		err = bufio_write_dirty_buffers(dev->client);
+		if (err) {
+			fs_log(LOG_ERR, "%s: cache_mode %u -> %u: write-back failed: %s",
+			       dev->spec.name, old, mode, strerror(-err));
+			goto out;
+		}
+	}
+	/*
+	 * Mode none bypasses the cache, so cached copies go stale: drop them
+	 * on the way in (memory back) and on the way out (correctness).
+	 */
+	if (mode == FS_CACHE_NONE || old == FS_CACHE_NONE)
+		bufio_drop_clean(dev->client);
+	atomic_store(&dev->cache_mode, mode);
+out:
+	pthread_rwlock_unlock(&dev->mode_lock);
+	return err;
+}
+
+int fs_device_flush(struct fs_device *dev)
+{
+	return bufio_write_dirty_buffers(dev->client);
+}
+
+static bool is_block_device(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
+}
+
+int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen)
+{
+	int flags = O_RDONLY | O_CLOEXEC;
+	int fd;
+
+	/*
+	 * O_EXCL on a block device fails while it is mounted or claimed by
+	 * another exclusive opener (md, dm, another bufiofs); the flock below
+	 * catches bufiofs instances on files and on the same device node.
+	 */
+	if (!readonly && is_block_device(path))
+		flags |= O_EXCL;
+	fd = open(path, flags);
+	if (fd < 0) {
+		int e = errno;
+
+		if (e == EBUSY)
+			snprintf(err, errlen, "%s: block device is in use (mounted or claimed)",
+			         path);
+		else
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	if (flock(fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+		int e = errno;
+
+		if (e == EWOULDBLOCK)
+			snprintf(
+			    err, errlen,
+			    "%s: already served by another bufiofs process (exclusive lock held); "
+			    "two caches on one backing would corrupt it",
+			    path);
+		else
+			snprintf(err, errlen, "%s: cannot lock: %s", path, strerror(e));
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	return fd;
+}
+
+static int open_backend(struct fs_device *dev, const struct fs_device_spec *spec, char *err,
+                        size_t errlen)
+{
+	struct bufio_backend_options opts = {
+	    .engine = spec->engine,
+	    .direct = spec->direct,
+	    .readonly = spec->readonly,
+	};
+
+	dev->be = bufio_backend_open(spec->backing, &opts);
+	if (!dev->be) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: cannot open backing: %s", spec->backing, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static int create_client(struct fs_device *dev, const struct fs_device_spec *spec, char *err,
+                         size_t errlen)
+{
+	/*
+	 * A request holds every block it touches until its reply is sent:
+	 * reserve that many so one request can always complete.
+	 */
+	unsigned reserve = FS_DEVICE_MAX_IO / spec->block_size + 2;
+	int e;
+
+	dev->client = bufio_client_create(dev->be, spec->block_size, reserve, 0, NULL, NULL);
+	if (!dev->client) {
+		e = errno;
+		snprintf(err, errlen, "%s: cannot create the cache (block_size %u): %s",
+		         spec->backing, spec->block_size, strerror(e));
+		return -e;
+	}
+	dev->size = bufio_get_device_size(dev->client) * (uint64_t)spec->block_size;
+	if (dev->size == 0) {
+		snprintf(err, errlen, "%s: backing is smaller than one block (%u bytes)",
+		         spec->backing, spec->block_size);
+		return -EINVAL;
+	}
+	e = bufio_set_writeback_ratio(dev->client, spec->writeback_ratio);
+	if (!e)
+		e = bufio_set_dirty_expire(dev->client, spec->dirty_expire_seconds);
+	if (e) {
+		snprintf(err, errlen, "%s: bad writeback_ratio or dirty_expire_seconds",
+		         spec->name);
+		return e;
+	}
+	return 0;
+}
+
+static void init_lock(pthread_rwlock_t *lock)
+{
+	pthread_rwlockattr_t attr;
+
+	/*
+	 * Writer preference: a cache mode switch must not starve behind a
+	 * steady stream of requests (readers never nest, so this is safe).
+	 */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
+
+int fs_device_open(struct fs_device *dev, const struct fs_device_spec *spec, char *err,
+                   size_t errlen)
+{
+	int ret;
+
+	memset(dev, 0, sizeof(*dev));
+	dev->spec = *spec;
+	dev->lock_fd = -1;
+	atomic_init(&dev->cache_mode, spec->cache_mode);
+	init_lock(&dev->mode_lock);
+	ret = fs_lock_backing(spec->backing, spec->readonly, err, errlen);
+	if (ret < 0)
+		goto fail;
+	dev->lock_fd = ret;
+	ret = open_backend(dev, spec, err, errlen);
+	if (ret)
+		goto fail;
+	ret = create_client(dev, spec, err, errlen);
+	if (ret)
+		goto fail;
+	return 0;
+fail:
+	fs_device_close(dev);
+	return ret;
+}
+
+int fs_device_close(struct fs_device *dev)
+{
+	int err = 0;
+
+	if (dev->client) {
+		/* destroy writes back too, but cannot report failure: do it here. */
+		err = bufio_write_dirty_buffers(dev->client);
+		if (err)
+			fs_log(LOG_ERR, "%s: final write-back to %s failed: %s; data may be lost",
+			       dev->spec.name, dev->spec.backing, strerror(-err));
+		bufio_client_destroy(dev->client);
+		dev->client = NULL;
+	}
+	if (dev->be) {
+		bufio_backend_close(dev->be);
+		dev->be = NULL;
+	}
+	if (dev->lock_fd >= 0) {
+		close(dev->lock_fd);
+		dev->lock_fd = -1;
+	}
+	pthread_rwlock_destroy(&dev->mode_lock);
+	return err;
+}
