@@ -33,7 +33,7 @@ int index_init(struct bufio_client *c)
 {
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		struct shard *s = &c->shards[i];
-		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
+		s->buckets = calloc(INITIAL_BUCKETS, sizeof(struct bufio_buffer *));
 		if (!s->buckets) {
 			while (i--)
 				free(c->shards[i].buckets);
@@ -65,7 +65,7 @@ struct bufio_buffer *index_find(struct shard *s, uint64_t block)
 static void grow(struct shard *s)
 {
 	uint32_t n = (s->mask + 1) * 2;
-	struct bufio_buffer **nb = calloc(n, sizeof(*nb));
+	struct bufio_buffer **nb = calloc(n, sizeof(struct bufio_buffer *));
 	if (!nb)
 		return; /* longer chains, still correct */
 	uint32_t old_n = s->mask + 1;
