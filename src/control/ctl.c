@@ -96,7 +96,7 @@ static void trim(const char **s, size_t *len)
 }
 
 static void explain(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void explain(char *why, size_t whylen, const char *fmt, ...)
 {
@@ -138,7 +138,7 @@ static int suffix_shift(const char *s, size_t len, unsigned *shift)
 
 /* Decimal digits, then (for byte values) an optional suffix; overflow is an error. */
 static int parse_number(const char *s, size_t len, bool bytes, uint64_t *out, char *why,
-			size_t whylen)
+                        size_t whylen)
 {
 	uint64_t v = 0;
 	size_t i = 0;
@@ -166,7 +166,8 @@ static int parse_number(const char *s, size_t len, bool bytes, uint64_t *out, ch
 	while (i < len && is_space(s[i]))
 		i++;
 	if (suffix_shift(s + i, len - i, &shift) < 0) {
-		explain(why, whylen, "not a byte count (digits with an optional K, M, G or T suffix)");
+		explain(why, whylen,
+		        "not a byte count (digits with an optional K, M, G or T suffix)");
 		return -EINVAL;
 	}
 	if (shift && v > (UINT64_MAX >> shift)) {
@@ -178,7 +179,7 @@ static int parse_number(const char *s, size_t len, bool bytes, uint64_t *out, ch
 }
 
 static int parse_enum(const struct ctl_entry *e, const char *s, size_t len, uint64_t *out,
-		      char *why, size_t whylen)
+                      char *why, size_t whylen)
 {
 	struct ctl_text names;
 	char list[128];
@@ -241,7 +242,7 @@ void ctl_describe_values(const struct ctl_entry *e, char *buf, size_t size)
 }
 
 int ctl_parse_explain(const struct ctl_entry *e, const char *text, size_t len, uint64_t *val,
-		      char *why, size_t whylen)
+                      char *why, size_t whylen)
 {
 	uint64_t v;
 	int rc;

@@ -39,7 +39,7 @@ struct ctl_entry {
 	const char *doc;   /* one line, for --help, the config reference, metrics HELP */
 	uint64_t min, max; /* inclusive range for UINT/BYTES */
 	const char *const *enum_names; /* NULL-terminated, for CTL_ENUM */
-	bool configurable; /* settable from the config file and -o */
+	bool configurable;             /* settable from the config file and -o */
 	/* Current value (UINT/BYTES/ENUM index) for dev (NULL for global). */
 	int (*get)(struct fs_device *dev, uint64_t *val);
 	/* Text for STRING/TEXT entries: writes at most size bytes, returns the
@@ -79,7 +79,7 @@ int ctl_parse(const struct ctl_entry *e, const char *text, size_t len, uint64_t 
  * -o. @why may be NULL.
  */
 int ctl_parse_explain(const struct ctl_entry *e, const char *text, size_t len, uint64_t *val,
-		      char *why, size_t whylen);
+                      char *why, size_t whylen);
 
 /* "0..1000", "512..64M"-style description of what @e accepts, for --help. */
 void ctl_describe_values(const struct ctl_entry *e, char *buf, size_t size);

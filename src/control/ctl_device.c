@@ -11,8 +11,12 @@
 
 #include "daemon/device.h"
 
-#define X(f, is_gauge, u, d) {.name = #f, .offset = offsetof(struct bufio_stats, f), \
-			      .gauge = is_gauge, .unit = u, .doc = d},
+#define X(f, is_gauge, u, d)                                                                       \
+	{.name = #f,                                                                               \
+	 .offset = offsetof(struct bufio_stats, f),                                                \
+	 .gauge = is_gauge,                                                                        \
+	 .unit = u,                                                                                \
+	 .doc = d},
 const struct ctl_stat_field ctl_stat_fields[] = {CTL_STATS_FIELDS(X)};
 #undef X
 const unsigned ctl_nstat_fields = sizeof(ctl_stat_fields) / sizeof(ctl_stat_fields[0]);
@@ -83,7 +87,7 @@ static int show_stats(struct fs_device *dev, char *buf, size_t size)
 	ctl_text_init(&t, buf, size);
 	for (unsigned i = 0; i < ctl_nstat_fields; i++)
 		ctl_text_printf(&t, "%s %" PRIu64 "\n", ctl_stat_fields[i].name,
-				ctl_stat_value(&st, &ctl_stat_fields[i]));
+		                ctl_stat_value(&st, &ctl_stat_fields[i]));
 	ctl_text_printf(&t, "hit_ratio %.4f\n", ctl_hit_ratio(&st));
 	return ctl_text_result(&t);
 }
@@ -121,122 +125,124 @@ static int stat_of(struct fs_device *dev, size_t offset, uint64_t *val)
 		return stat_of(dev, offsetof(struct bufio_stats, f), val);                         \
 	}                                                                                          \
 	static const struct ctl_entry ent_stat_##f = {                                             \
-		.name = #f,                                                                        \
-		.type = CTL_UINT,                                                                  \
-		.scope = CTL_DEVICE,                                                               \
-		.unit = u,                                                                         \
-		.doc = d,                                                                          \
-		.get = get_stat_##f,                                                               \
+	    .name = #f,                                                                            \
+	    .type = CTL_UINT,                                                                      \
+	    .scope = CTL_DEVICE,                                                                   \
+	    .unit = u,                                                                             \
+	    .doc = d,                                                                              \
+	    .get = get_stat_##f,                                                                   \
 	};
 CTL_STATS_FIELDS(X)
 #undef X
 
 static const struct ctl_entry ent_cache_mode = {
-	.name = "cache_mode",
-	.type = CTL_ENUM,
-	.scope = CTL_DEVICE,
-	.doc = "writeback (cached, written back later), writethrough (written before the "
-	       "reply) or none (no cache); leaving writeback flushes first",
-	.enum_names = cache_mode_names,
-	.max = 2,
-	.configurable = true,
-	.get = get_cache_mode,
-	.set = set_cache_mode,
+    .name = "cache_mode",
+    .type = CTL_ENUM,
+    .scope = CTL_DEVICE,
+    .doc = "writeback (cached, written back later), writethrough (written before the "
+           "reply) or none (no cache); leaving writeback flushes first",
+    .enum_names = cache_mode_names,
+    .max = 2,
+    .configurable = true,
+    .get = get_cache_mode,
+    .set = set_cache_mode,
 };
 
 static const struct ctl_entry ent_writeback_ratio = {
-	.name = "writeback_ratio",
-	.type = CTL_UINT,
-	.scope = CTL_DEVICE,
-	.doc = "background write-back starts when dirty buffers exceed this many times the "
-	       "clean ones; 0 = at once",
-	.min = 0,
-	.max = 1000,
-	.configurable = true,
-	.get = get_writeback_ratio,
-	.set = set_writeback_ratio,
+    .name = "writeback_ratio",
+    .type = CTL_UINT,
+    .scope = CTL_DEVICE,
+    .doc = "background write-back starts when dirty buffers exceed this many times the "
+           "clean ones; 0 = at once",
+    .min = 0,
+    .max = 1000,
+    .configurable = true,
+    .get = get_writeback_ratio,
+    .set = set_writeback_ratio,
 };
 
 static const struct ctl_entry ent_dirty_expire = {
-	.name = "dirty_expire_seconds",
-	.type = CTL_UINT,
-	.scope = CTL_DEVICE,
-	.unit = "seconds",
-	.doc = "dirty data older than this is written back in the background; 0 = never by age",
-	.min = 0,
-	.max = 86400,
-	.configurable = true,
-	.get = get_dirty_expire,
-	.set = set_dirty_expire,
+    .name = "dirty_expire_seconds",
+    .type = CTL_UINT,
+    .scope = CTL_DEVICE,
+    .unit = "seconds",
+    .doc = "dirty data older than this is written back in the background; 0 = never by age",
+    .min = 0,
+    .max = 86400,
+    .configurable = true,
+    .get = get_dirty_expire,
+    .set = set_dirty_expire,
 };
 
 static const struct ctl_entry ent_block_size = {
-	.name = "block_size",
-	.type = CTL_UINT,
-	.scope = CTL_DEVICE,
-	.unit = "bytes",
-	.doc = "cache block size",
-	.get = get_block_size,
+    .name = "block_size",
+    .type = CTL_UINT,
+    .scope = CTL_DEVICE,
+    .unit = "bytes",
+    .doc = "cache block size",
+    .get = get_block_size,
 };
 
 static const struct ctl_entry ent_device_size = {
-	.name = "device_size_bytes",
-	.type = CTL_BYTES,
-	.scope = CTL_DEVICE,
-	.unit = "bytes",
-	.doc = "size of the device file (backing size rounded down to a block)",
-	.get = get_device_size,
+    .name = "device_size_bytes",
+    .type = CTL_BYTES,
+    .scope = CTL_DEVICE,
+    .unit = "bytes",
+    .doc = "size of the device file (backing size rounded down to a block)",
+    .get = get_device_size,
 };
 
 static const struct ctl_entry ent_backing = {
-	.name = "backing",
-	.type = CTL_STRING,
-	.scope = CTL_DEVICE,
-	.doc = "the backing file or block device",
-	.show = show_backing,
+    .name = "backing",
+    .type = CTL_STRING,
+    .scope = CTL_DEVICE,
+    .doc = "the backing file or block device",
+    .show = show_backing,
 };
 
 static const struct ctl_entry ent_io_engine = {
-	.name = "io_engine",
-	.type = CTL_STRING,
-	.scope = CTL_DEVICE,
-	.doc = "the I/O engine serving the backing",
-	.show = show_io_engine,
+    .name = "io_engine",
+    .type = CTL_STRING,
+    .scope = CTL_DEVICE,
+    .doc = "the I/O engine serving the backing",
+    .show = show_io_engine,
 };
 
 static const struct ctl_entry ent_stats = {
-	.name = "stats",
-	.type = CTL_TEXT,
-	.scope = CTL_DEVICE,
-	.doc = "every statistic as `name value` lines, with hit_ratio",
-	.show = show_stats,
+    .name = "stats",
+    .type = CTL_TEXT,
+    .scope = CTL_DEVICE,
+    .doc = "every statistic as `name value` lines, with hit_ratio",
+    .show = show_stats,
 };
 
 static const struct ctl_entry ent_flush = {
-	.name = "flush",
-	.type = CTL_ACTION,
-	.scope = CTL_DEVICE,
-	.doc = "write 1: write back all dirty data and flush the backing",
-	.set = do_flush,
+    .name = "flush",
+    .type = CTL_ACTION,
+    .scope = CTL_DEVICE,
+    .doc = "write 1: write back all dirty data and flush the backing",
+    .set = do_flush,
 };
 
 static const struct ctl_entry ent_drop_caches = {
-	.name = "drop_caches",
-	.type = CTL_ACTION,
-	.scope = CTL_DEVICE,
-	.doc = "write 1: forget every clean buffer",
-	.set = do_drop_caches,
+    .name = "drop_caches",
+    .type = CTL_ACTION,
+    .scope = CTL_DEVICE,
+    .doc = "write 1: forget every clean buffer",
+    .set = do_drop_caches,
 };
 
 static const struct ctl_entry ent_clear_stats = {
-	.name = "clear_stats",
-	.type = CTL_ACTION,
-	.scope = CTL_DEVICE,
-	.doc = "write 1: reset the counters",
-	.set = do_clear_stats,
+    .name = "clear_stats",
+    .type = CTL_ACTION,
+    .scope = CTL_DEVICE,
+    .doc = "write 1: reset the counters",
+    .set = do_clear_stats,
 };
 
+/* The order of the control directory listing: tunables, identity, stats, actions. */
 #define X(f, is_gauge, u, d) &ent_stat_##f,
+// clang-format off
 const struct ctl_entry *const ctl_device_table[] = {
 	&ent_cache_mode,
 	&ent_writeback_ratio,
@@ -252,4 +258,5 @@ const struct ctl_entry *const ctl_device_table[] = {
 	&ent_clear_stats,
 	NULL,
 };
+// clang-format on
 #undef X

@@ -10,7 +10,7 @@
 
 /* Generous ceilings: they only stop typos like 1000T, the core decides the rest. */
 #define CTL_MAX_BYTES (1ull << 50)
-#define CTL_MAX_AGE (30u * 24 * 3600)
+#define CTL_MAX_AGE   (30u * 24 * 3600)
 
 static int get_max_cache_size(struct fs_device *dev, uint64_t *val)
 {
@@ -90,12 +90,12 @@ static int global_stat(size_t offset, uint64_t *val)
 		return global_stat(offsetof(struct bufio_stats, field), val);                      \
 	}                                                                                          \
 	static const struct ctl_entry ent_global_##field = {                                       \
-		.name = #field,                                                                    \
-		.type = CTL_UINT,                                                                  \
-		.scope = CTL_GLOBAL,                                                               \
-		.unit = "buffers",                                                                 \
-		.doc = help,                                                                       \
-		.get = get_global_##field,                                                         \
+	    .name = #field,                                                                        \
+	    .type = CTL_UINT,                                                                      \
+	    .scope = CTL_GLOBAL,                                                                   \
+	    .unit = "buffers",                                                                     \
+	    .doc = help,                                                                           \
+	    .get = get_global_##field,                                                             \
 	};
 
 GLOBAL_GAUGE(buffers_clean, "clean buffers cached, all devices")
@@ -105,103 +105,103 @@ GLOBAL_GAUGE(buffers_writing, "buffers being written to a backing, all devices")
 GLOBAL_GAUGE(buffers_held, "buffers held by a request right now, all devices")
 
 static const struct ctl_entry ent_max_cache_size = {
-	.name = "max_cache_size_bytes",
-	.type = CTL_BYTES,
-	.scope = CTL_GLOBAL,
-	.unit = "bytes",
-	.doc = "cache budget shared by all devices; 0 = 2% of RAM (or of the cgroup limit)",
-	.min = 0,
-	.max = CTL_MAX_BYTES,
-	.configurable = true,
-	.get = get_max_cache_size,
-	.set = set_max_cache_size,
+    .name = "max_cache_size_bytes",
+    .type = CTL_BYTES,
+    .scope = CTL_GLOBAL,
+    .unit = "bytes",
+    .doc = "cache budget shared by all devices; 0 = 2% of RAM (or of the cgroup limit)",
+    .min = 0,
+    .max = CTL_MAX_BYTES,
+    .configurable = true,
+    .get = get_max_cache_size,
+    .set = set_max_cache_size,
 };
 
 static const struct ctl_entry ent_effective_cache_size = {
-	.name = "effective_cache_size_bytes",
-	.type = CTL_BYTES,
-	.scope = CTL_GLOBAL,
-	.unit = "bytes",
-	.doc = "the cache budget in force (max_cache_size_bytes or its default)",
-	.get = get_effective_cache_size,
+    .name = "effective_cache_size_bytes",
+    .type = CTL_BYTES,
+    .scope = CTL_GLOBAL,
+    .unit = "bytes",
+    .doc = "the cache budget in force (max_cache_size_bytes or its default)",
+    .get = get_effective_cache_size,
 };
 
 static const struct ctl_entry ent_max_age = {
-	.name = "max_age_seconds",
-	.type = CTL_UINT,
-	.scope = CTL_GLOBAL,
-	.unit = "seconds",
-	.doc = "buffers unused for longer are freed by the periodic pass (down to retain_bytes)",
-	.min = 0,
-	.max = CTL_MAX_AGE,
-	.configurable = true,
-	.get = get_max_age,
-	.set = set_max_age,
+    .name = "max_age_seconds",
+    .type = CTL_UINT,
+    .scope = CTL_GLOBAL,
+    .unit = "seconds",
+    .doc = "buffers unused for longer are freed by the periodic pass (down to retain_bytes)",
+    .min = 0,
+    .max = CTL_MAX_AGE,
+    .configurable = true,
+    .get = get_max_age,
+    .set = set_max_age,
 };
 
 static const struct ctl_entry ent_retain = {
-	.name = "retain_bytes",
-	.type = CTL_BYTES,
-	.scope = CTL_GLOBAL,
-	.unit = "bytes",
-	.doc = "the age pass keeps this much of each device cached",
-	.min = 0,
-	.max = CTL_MAX_BYTES,
-	.configurable = true,
-	.get = get_retain,
-	.set = set_retain,
+    .name = "retain_bytes",
+    .type = CTL_BYTES,
+    .scope = CTL_GLOBAL,
+    .unit = "bytes",
+    .doc = "the age pass keeps this much of each device cached",
+    .min = 0,
+    .max = CTL_MAX_BYTES,
+    .configurable = true,
+    .get = get_retain,
+    .set = set_retain,
 };
 
 static const struct ctl_entry ent_peak = {
-	.name = "peak_allocated_bytes",
-	.type = CTL_BYTES,
-	.scope = CTL_GLOBAL,
-	.unit = "bytes",
-	.doc = "highest current_allocated_bytes seen; write 0 to reset it to the current value",
-	.min = 0,
-	.max = 0,
-	.get = get_peak,
-	.set = reset_peak,
+    .name = "peak_allocated_bytes",
+    .type = CTL_BYTES,
+    .scope = CTL_GLOBAL,
+    .unit = "bytes",
+    .doc = "highest current_allocated_bytes seen; write 0 to reset it to the current value",
+    .min = 0,
+    .max = 0,
+    .get = get_peak,
+    .set = reset_peak,
 };
 
 static const struct ctl_entry ent_current = {
-	.name = "current_allocated_bytes",
-	.type = CTL_BYTES,
-	.scope = CTL_GLOBAL,
-	.unit = "bytes",
-	.doc = "bytes of buffer memory allocated now, all devices",
-	.get = get_current,
+    .name = "current_allocated_bytes",
+    .type = CTL_BYTES,
+    .scope = CTL_GLOBAL,
+    .unit = "bytes",
+    .doc = "bytes of buffer memory allocated now, all devices",
+    .get = get_current,
 };
 
 static const struct ctl_entry ent_pressure_source = {
-	.name = "pressure_source",
-	.type = CTL_STRING,
-	.scope = CTL_GLOBAL,
-	.doc = "where memory-pressure notifications come from: cgroup, system or none",
-	.show = show_pressure_source,
+    .name = "pressure_source",
+    .type = CTL_STRING,
+    .scope = CTL_GLOBAL,
+    .doc = "where memory-pressure notifications come from: cgroup, system or none",
+    .show = show_pressure_source,
 };
 
 static const struct ctl_entry ent_metrics = {
-	.name = "metrics",
-	.type = CTL_TEXT,
-	.scope = CTL_GLOBAL,
-	.doc = "every statistic of every device in Prometheus text exposition format",
-	.show = ctl_show_metrics,
+    .name = "metrics",
+    .type = CTL_TEXT,
+    .scope = CTL_GLOBAL,
+    .doc = "every statistic of every device in Prometheus text exposition format",
+    .show = ctl_show_metrics,
 };
 
 const struct ctl_entry *const ctl_global_table[] = {
-	&ent_max_cache_size,
-	&ent_max_age,
-	&ent_retain,
-	&ent_peak,
-	&ent_current,
-	&ent_effective_cache_size,
-	&ent_global_buffers_clean,
-	&ent_global_buffers_dirty,
-	&ent_global_buffers_reading,
-	&ent_global_buffers_writing,
-	&ent_global_buffers_held,
-	&ent_pressure_source,
-	&ent_metrics,
-	NULL,
+    &ent_max_cache_size,
+    &ent_max_age,
+    &ent_retain,
+    &ent_peak,
+    &ent_current,
+    &ent_effective_cache_size,
+    &ent_global_buffers_clean,
+    &ent_global_buffers_dirty,
+    &ent_global_buffers_reading,
+    &ent_global_buffers_writing,
+    &ent_global_buffers_held,
+    &ent_pressure_source,
+    &ent_metrics,
+    NULL,
 };

@@ -26,7 +26,7 @@
 	X(read_bytes, false, "bytes", "bytes read from the backing")                               \
 	X(writes, false, "ops", "writes submitted to the backing")                                 \
 	X(write_bytes, false, "bytes", "bytes written to the backing")                             \
-	X(writebacks, false, "ops", "writes started by background write-back")                    \
+	X(writebacks, false, "ops", "writes started by background write-back")                     \
 	X(flushes, false, "ops", "flushes sent to the backing")                                    \
 	X(discards, false, "ops", "discards sent to the backing")                                  \
 	X(prefetches, false, "blocks", "blocks whose read was started by prefetch")                \
@@ -35,7 +35,7 @@
 	X(evict_budget, false, "buffers", "buffers evicted by the global memory budget")           \
 	X(evict_age, false, "buffers", "buffers evicted by max_age_seconds")                       \
 	X(evict_pressure, false, "buffers", "buffers evicted under memory pressure")               \
-	X(evict_forget, false, "buffers", "buffers forgotten (forget, drop_caches, discard)")       \
+	X(evict_forget, false, "buffers", "buffers forgotten (forget, drop_caches, discard)")      \
 	X(evict_reuse, false, "buffers", "buffers reused in place for another block")              \
 	X(alloc_failures, false, "buffers", "buffer allocations that failed")                      \
 	X(reserve_used, false, "buffers", "times the reserve supplied a buffer")                   \
@@ -86,7 +86,8 @@ struct ctl_text {
 };
 
 void ctl_text_init(struct ctl_text *t, char *buf, size_t size);
-void ctl_text_printf(struct ctl_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_text_printf(struct ctl_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Final length, or -EOVERFLOW when it no longer fits an int. */
 int ctl_text_result(const struct ctl_text *t);
 

@@ -29,7 +29,7 @@ static void put_label(struct ctl_text *t, const char *s)
 }
 
 static void put_family(struct ctl_text *t, const char *name, const char *suffix, bool gauge,
-		       const char *help)
+                       const char *help)
 {
 	ctl_text_printf(t, "# HELP bufio_%s%s %s\n", name, suffix, help);
 	ctl_text_printf(t, "# TYPE bufio_%s%s %s\n", name, suffix, gauge ? "gauge" : "counter");
@@ -37,7 +37,7 @@ static void put_family(struct ctl_text *t, const char *name, const char *suffix,
 
 /* "bufio_NAME{device="dev"@extra} ": @extra adds labels (",mode=\"x\"") or is "". */
 static void put_dev_sample(struct ctl_text *t, const char *name, const char *suffix,
-			   struct fs_device *dev, const char *extra)
+                           struct fs_device *dev, const char *extra)
 {
 	ctl_text_printf(t, "bufio_%s%s{device=\"", name, suffix);
 	put_label(t, dev->spec.name);
@@ -46,7 +46,7 @@ static void put_dev_sample(struct ctl_text *t, const char *name, const char *suf
 
 /* Counters get the conventional _total suffix; gauges keep the field name. */
 static void put_stats(struct ctl_text *t, struct fs_device *const *devs, unsigned n,
-		      const struct bufio_stats *st)
+                      const struct bufio_stats *st)
 {
 	for (unsigned f = 0; f < ctl_nstat_fields; f++) {
 		const struct ctl_stat_field *sf = &ctl_stat_fields[f];
@@ -68,7 +68,7 @@ static void put_stats(struct ctl_text *t, struct fs_device *const *devs, unsigne
 static void put_dev_tunables(struct ctl_text *t, struct fs_device *const *devs, unsigned n)
 {
 	static const char *const names[] = {"writeback_ratio", "dirty_expire_seconds",
-					    "device_size_bytes", "block_size"};
+	                                    "device_size_bytes", "block_size"};
 
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const struct ctl_entry *e = ctl_find(CTL_DEVICE, names[i]);
@@ -98,9 +98,12 @@ static void put_dev_tunables(struct ctl_text *t, struct fs_device *const *devs, 
 
 static void put_global(struct ctl_text *t)
 {
-	static const char *const names[] = {"max_cache_size_bytes", "effective_cache_size_bytes",
-					    "current_allocated_bytes", "peak_allocated_bytes",
-					    "retain_bytes", "max_age_seconds"};
+	static const char *const names[] = {"max_cache_size_bytes",
+	                                    "effective_cache_size_bytes",
+	                                    "current_allocated_bytes",
+	                                    "peak_allocated_bytes",
+	                                    "retain_bytes",
+	                                    "max_age_seconds"};
 
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const struct ctl_entry *e = ctl_find(CTL_GLOBAL, names[i]);
@@ -111,7 +114,7 @@ static void put_global(struct ctl_text *t)
 		ctl_text_printf(t, "bufio_%s %" PRIu64 "\n", e->name, v);
 	}
 	put_family(t, "leaked_buffers", "", true,
-		   "buffers found still held when a client was destroyed");
+	           "buffers found still held when a client was destroyed");
 	ctl_text_printf(t, "bufio_leaked_buffers %" PRIu64 "\n", bufio_leaked_buffers());
 	put_family(t, "pressure_source", "", true, "1 for the memory-pressure source in use");
 	ctl_text_printf(t, "bufio_pressure_source{source=\"%s\"} 1\n", bufio_pressure_source());

@@ -19,7 +19,7 @@
 #include "daemon/device.h"
 
 #define DEV_SIZE (1u << 20)
-#define BLOCK 4096
+#define BLOCK    4096
 
 /*
  * The daemon's real versions live in src/daemon/device.c, which this test
@@ -252,11 +252,11 @@ START_TEST(test_registry_shape)
 	ck_assert_ptr_null(ctl_find(CTL_DEVICE, "metrics"));
 	/* one file per statistic, named like the struct bufio_stats fields */
 	static const char *const stats[] = {
-		"hits",		  "misses",	    "reads",	      "read_bytes",	 "writes",
-		"write_bytes",	  "writebacks",	    "flushes",	      "discards",	 "prefetches",
-		"read_errors",	  "write_errors",   "evict_budget",   "evict_age",	 "evict_pressure",
-		"evict_forget",	  "evict_reuse",    "alloc_failures", "reserve_used",	 "buffers_clean",
-		"buffers_dirty",  "buffers_reading", "buffers_writing", "buffers_held", "bytes_cached"};
+	    "hits",          "misses",          "reads",           "read_bytes",   "writes",
+	    "write_bytes",   "writebacks",      "flushes",         "discards",     "prefetches",
+	    "read_errors",   "write_errors",    "evict_budget",    "evict_age",    "evict_pressure",
+	    "evict_forget",  "evict_reuse",     "alloc_failures",  "reserve_used", "buffers_clean",
+	    "buffers_dirty", "buffers_reading", "buffers_writing", "buffers_held", "bytes_cached"};
 	for (unsigned i = 0; i < sizeof(stats) / sizeof(stats[0]); i++)
 		ck_assert_ptr_null(D(stats[i])->set);
 }
@@ -295,15 +295,13 @@ END_TEST
 
 START_TEST(test_read_only)
 {
-	static const char *const global_ro[] = {"current_allocated_bytes",
-						"effective_cache_size_bytes",
-						"buffers_clean",
-						"buffers_held",
-						"pressure_source",
-						"metrics"};
-	static const char *const dev_ro[] = {"block_size", "device_size_bytes", "backing",
-					     "io_engine",  "stats",		"hits",
-					     "buffers_dirty"};
+	static const char *const global_ro[] = {
+	    "current_allocated_bytes", "effective_cache_size_bytes",
+	    "buffers_clean",           "buffers_held",
+	    "pressure_source",         "metrics"};
+	static const char *const dev_ro[] = {
+	    "block_size", "device_size_bytes", "backing", "io_engine", "stats",
+	    "hits",       "buffers_dirty"};
 	struct fs_device *d = dev_create("disk");
 	uint64_t v;
 
@@ -364,6 +362,18 @@ static void touch(struct fs_device *d, uint64_t blk)
 	bufio_release(b);
 }
 
+/*
+ * Keep background write-back away while a test counts dirty buffers: it
+ * starts when dirty > ratio * clean, so keep one clean buffer (block 200)
+ * and the highest ratio, and no age-based write-back.
+ */
+static void no_writeback(struct fs_device *d)
+{
+	ck_assert_int_eq(bufio_set_writeback_ratio(d->client, 1000), 0);
+	ck_assert_int_eq(bufio_set_dirty_expire(d->client, 0), 0);
+	touch(d, 200);
+}
+
 static void dirty(struct fs_device *d, uint64_t blk, char fill)
 {
 	struct bufio_buffer *b;
@@ -400,6 +410,7 @@ START_TEST(test_stats_and_actions)
 	ck_assert_int_eq(write_str(D("drop_caches"), d, "1"), 0);
 	ck_assert_str_eq(read_str(D("buffers_clean"), d), "0\n");
 
+	no_writeback(d);
 	dirty(d, 2, 'x');
 	ck_assert_str_eq(read_str(D("buffers_dirty"), d), "1\n");
 	ck_assert_int_eq(write_str(D("flush"), d, "2"), -EINVAL);
@@ -415,18 +426,20 @@ START_TEST(test_global_totals)
 {
 	struct fs_device *a = dev_create("a"), *b = dev_create("b");
 
+	no_writeback(a);
+	no_writeback(b);
 	dirty(a, 0, 'a');
 	dirty(b, 0, 'b');
 	dirty(b, 1, 'b');
 	ck_assert_str_eq(read_str(G("buffers_dirty"), NULL), "3\n");
 	ck_assert_str_eq(read_str(G("buffers_held"), NULL), "0\n");
 	ck_assert_uint_ge(strtoull(read_str(G("current_allocated_bytes"), NULL), NULL, 10),
-			  3 * BLOCK);
+	                  3 * BLOCK);
 	ck_assert_uint_gt(strtoull(read_str(G("effective_cache_size_bytes"), NULL), NULL, 10), 0);
 	const char *src = read_str(G("pressure_source"), NULL);
 	ck_assert_msg(!strcmp(src, "cgroup\n") || !strcmp(src, "system\n") ||
-			      !strcmp(src, "none\n"),
-		      "pressure_source %s", src);
+	                  !strcmp(src, "none\n"),
+	              "pressure_source %s", src);
 	dev_destroy(a);
 	dev_destroy(b);
 }
@@ -455,18 +468,18 @@ static void check_exposition(const char *text)
 	char line[1024];
 
 	ck_assert_int_eq(regcomp(&sample,
-				 "^[a-zA-Z_:][a-zA-Z0-9_:]*"
-				 "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\""
-				 "(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\")*\\})?"
-				 " -?[0-9]+(\\.[0-9]+)?$",
-				 REG_EXTENDED | REG_NOSUB),
-			 0);
-	ck_assert_int_eq(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]+$",
-				 REG_EXTENDED | REG_NOSUB),
-			 0);
+	                         "^[a-zA-Z_:][a-zA-Z0-9_:]*"
+	                         "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\""
+	                         "(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\")*\\})?"
+	                         " -?[0-9]+(\\.[0-9]+)?$",
+	                         REG_EXTENDED | REG_NOSUB),
+	                 0);
+	ck_assert_int_eq(
+	    regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]+$", REG_EXTENDED | REG_NOSUB),
+	    0);
 	ck_assert_int_eq(regcomp(&type, "^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge)$",
-				 REG_EXTENDED | REG_NOSUB),
-			 0);
+	                         REG_EXTENDED | REG_NOSUB),
+	                 0);
 	ck_assert_int_eq(text[strlen(text) - 1], '\n');
 	for (const char *p = text; *p;) {
 		const char *nl = strchr(p, '\n');
@@ -476,9 +489,9 @@ static void check_exposition(const char *text)
 		memcpy(line, p, n);
 		line[n] = '\0';
 		ck_assert_msg(regexec(&sample, line, 0, NULL, 0) == 0 ||
-				      regexec(&help, line, 0, NULL, 0) == 0 ||
-				      regexec(&type, line, 0, NULL, 0) == 0,
-			      "bad exposition line: %s", line);
+		                  regexec(&help, line, 0, NULL, 0) == 0 ||
+		                  regexec(&type, line, 0, NULL, 0) == 0,
+		              "bad exposition line: %s", line);
 		p = nl + 1;
 	}
 	regfree(&sample);
@@ -503,7 +516,7 @@ START_TEST(test_metrics)
 	ck_assert_msg(strstr(m, "\nbufio_hit_ratio{device=\"disk\"} 0.5"), "%s", m);
 	ck_assert_msg(strstr(m, "\n# TYPE bufio_buffers_clean gauge\n"), "%s", m);
 	ck_assert_msg(strstr(m, "\nbufio_cache_mode{device=\"disk\",mode=\"writeback\"} 1\n"), "%s",
-		      m);
+	              m);
 	ck_assert_msg(strstr(m, "\nbufio_writeback_ratio{device=\"disk\"} 3\n"), "%s", m);
 	ck_assert_msg(strstr(m, "bufio_current_allocated_bytes "), "%s", m);
 	ck_assert_msg(strstr(m, "bufio_max_cache_size_bytes "), "%s", m);
@@ -511,7 +524,8 @@ START_TEST(test_metrics)
 	for (const struct ctl_entry *const *p = ctl_entries(CTL_DEVICE); *p; p++) {
 		char name[96];
 
-		if ((*p)->type != CTL_UINT || (*p)->configurable || !strcmp((*p)->name, "block_size"))
+		if ((*p)->type != CTL_UINT || (*p)->configurable ||
+		    !strcmp((*p)->name, "block_size"))
 			continue;
 		snprintf(name, sizeof(name), "bufio_%s", (*p)->name);
 		ck_assert_msg(strstr(m, name), "metrics lacks %s", name);
