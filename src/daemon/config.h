@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * bufiofs configuration: what to serve and where (devices, mount point, FUSE
+ * options) and the tunables to apply once the devices are open, gathered
+ * from the libconfig file and then -o options, which override it.
+ */
+#ifndef BUFIOFS_CONFIG_H
+#define BUFIOFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "control/ctl.h"
+#include "daemon/device.h"
+
+/*
+ * One registry assignment, kept as validated text and applied with
+ * ctl_write() by fs_config_apply(). Later assignments to the same target
+ * replace earlier ones, so the list holds at most one per (entry, device).
+ */
+struct fs_tunable {
+	const struct ctl_entry *entry;
+	char *device; /* CTL_DEVICE entries: the device's name, or NULL for every device;
+	                 always NULL for CTL_GLOBAL entries */
+	char *value;  /* as written, already checked with ctl_parse() */
+	char *origin; /* "FILE:LINE" or "-o", for error messages */
+};
+
+struct fs_config {
+	char *mountpoint;
+	struct fs_device_spec *devs; /* strings heap-owned by the config */
+	unsigned ndevs;
+	struct fs_tunable *tunables;
+	unsigned ntunables;
+	char *fuse_opts;   /* extra comma-separated FUSE mount options, or NULL */
+	char *state_dir;   /* where --demo keeps its image; NULL = the daemon's default */
+	char *config_path; /* the file loaded, for SIGHUP; NULL if none */
+	bool foreground;
+	bool debug;        /* -d: FUSE debug output */
+	bool kernel_cache; /* let the kernel page cache cache the device file */
+	bool mlockall;
+	bool allow_other; /* not added to fuse_opts: the daemon passes it itself */
+};
+
+/* Empty config: no devices, no tunables, everything false/NULL. */
+void fs_config_init(struct fs_config *cfg);
+
+/* Free everything @cfg owns and leave it as after fs_config_init(). */
+void fs_config_free(struct fs_config *cfg);
+
+/*
+ * Load a libconfig file. Call it on a freshly initialised config, before any
+ * -o: on success the file's contents replace @cfg's entirely. On error @cfg
+ * is unchanged, -errno is returned and @err holds "FILE:LINE: message" (or
+ * "FILE: message" when the file cannot be read). Syntax errors, unknown keys
+ * at any level, wrong types, out-of-range values, duplicate device names and
+ * devices without a backing are all errors. A file without devices is
+ * accepted (fs_config_check() then wants one from the command line).
+ */
+int fs_config_load_file(struct fs_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Apply one `-o NAME[=VALUE]` (@value NULL when there was no '='):
+ *  - a configurable registry entry (max_cache_size_bytes, cache_mode, ...):
+ *    recorded as a tunable; a device entry applies to every device, or to
+ *    one with NAME written as DEVICE.NAME; device entries also update the
+ *    matching fs_device_spec fields (cache_mode, writeback_ratio,
+ *    dirty_expire_seconds);
+ *  - a device option: readonly, block_size, io_engine (auto, io_uring,
+ *    threads), direct (auto, yes/no), name, backing — every device or
+ *    DEVICE.NAME; name and backing need DEVICE. when there are several
+ *    devices; a device "disk" is created first when there is none;
+ *  - kernel_cache, mlockall, allow_other, foreground, debug (booleans: no
+ *    value, 1/0, yes/no, true/false, on/off), state_dir=PATH;
+ *  - a read-only registry name (hits, metrics, ...) is an error;
+ *  - anything else is appended to fuse_opts.
+ * Returns 0 or -EINVAL/-ENOMEM with a message in @err.
+ */
+int fs_config_set_option(struct fs_config *cfg, const char *name, const char *value, char *err,
+                         size_t errlen);
+
+/*
+ * Write every tunable through ctl_write() (global ones once, device ones to
+ * the named device or to all of @devs). Used after the devices are open and
+ * on SIGHUP. Applies all of them; returns 0 or the first error, with
+ * "ORIGIN: NAME = VALUE: reason" in @err.
+ */
+int fs_config_apply(const struct fs_config *cfg, struct fs_device **devs, unsigned ndevs, char *err,
+                    size_t errlen);
+
+/*
+ * SIGHUP: re-read @path (NULL = cfg->config_path) and replace the file's
+ * tunables with the new ones; -o tunables keep overriding them. Everything
+ * else in the file (devices, mount point, options) is ignored until a
+ * restart, but must still be valid. A device tunable naming a device not
+ * being served is an error. On error @cfg is unchanged. Settings removed
+ * from the file keep their current value. Call fs_config_apply() next.
+ */
+int fs_config_reload_tunables(struct fs_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Check that the result can be served: a mount point, >= 1 device, each with a backing. */
+int fs_config_check(const struct fs_config *cfg, char *err, size_t errlen);
+
+/* Append a device with default settings named @name (NULL: "disk"); NULL on ENOMEM. */
+struct fs_device_spec *fs_config_add_device(struct fs_config *cfg, const char *name);
+
+/* Free the strings of a spec (fs_device_spec_defaults() allocates the name). */
+void fs_device_spec_free(struct fs_device_spec *spec);
+
+#endif
