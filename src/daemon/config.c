@@ -634,6 +634,21 @@ static int read_config(config_t *c, const char *path, char *err, size_t errlen)
 	            config_error_text(c));
 }
 
+/* Absolute, so that SIGHUP still finds the file after the daemon's chdir("/"). */
+static int remember_path(struct fs_config *out, const char *path, char *err, size_t errlen)
+{
+	char *abs = realpath(path, NULL);
+
+	if (abs) {
+		free(out->config_path);
+		out->config_path = abs;
+		return 0;
+	}
+	if (replace_string(&out->config_path, path) < 0)
+		return errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+	return 0;
+}
+
 /* Parse @path into the fresh config @out. */
 static int load_into(struct fs_config *out, const char *path, char *err, size_t errlen)
 {
@@ -645,8 +660,8 @@ static int load_into(struct fs_config *out, const char *path, char *err, size_t 
 	rc = read_config(&c, path, err, errlen);
 	if (rc == 0)
 		rc = load_root(&ld, config_root_setting(&c));
-	if (rc == 0 && replace_string(&out->config_path, path) < 0)
-		rc = errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+	if (rc == 0)
+		rc = remember_path(out, path, err, errlen);
 	config_destroy(&c);
 	return rc;
 }

@@ -66,6 +66,29 @@ static void entry_default(const struct ctl_entry *e, char *buf, size_t size)
 		snprintf(buf, size, "%" PRIu64, v);
 }
 
+/* @text word-wrapped to 78 columns, each line indented by @indent spaces. */
+static void put_wrapped(FILE *out, const char *text, unsigned indent)
+{
+	unsigned col = 0;
+
+	while (*text) {
+		size_t word = strcspn(text, " ");
+
+		if (col > indent && col + 1 + word > 78) {
+			fputc('\n', out);
+			col = 0;
+		}
+		if (col == 0)
+			col = (unsigned)fprintf(out, "%*s", (int)indent, "");
+		else
+			col += (unsigned)fprintf(out, " ");
+		col += (unsigned)fprintf(out, "%.*s", (int)word, text);
+		text += word;
+		text += strspn(text, " ");
+	}
+	fputc('\n', out);
+}
+
 static void usage_tunables(FILE *out, enum ctl_scope scope)
 {
 	for (const struct ctl_entry *const *p = ctl_entries(scope); *p; p++) {
@@ -76,26 +99,29 @@ static void usage_tunables(FILE *out, enum ctl_scope scope)
 			continue;
 		ctl_describe_values(e, values, sizeof(values));
 		entry_default(e, def, sizeof(def));
-		fprintf(out, "  %s=%s%s%s (default %s)\n      %s\n", e->name, values,
-		        e->unit ? " " : "", e->unit ? e->unit : "", def, e->doc);
+		fprintf(out, "  %s=%s%s%s (default %s)\n", e->name, values, e->unit ? " " : "",
+		        e->unit ? e->unit : "", def);
+		put_wrapped(out, e->doc, 6);
 	}
 }
 
-static void usage_readonly(FILE *out, enum ctl_scope scope)
+/* Names of the control files that are not settings, by how they are written. */
+static void usage_files(FILE *out, const char *title, enum ctl_scope scope, int kind)
 {
-	unsigned col = 2;
+	char names[2048];
+	size_t len = 0;
 
-	fputs(" ", out);
 	for (const struct ctl_entry *const *p = ctl_entries(scope); *p; p++) {
-		if ((*p)->configurable)
-			continue;
-		if (col + strlen((*p)->name) + 1 > 78) {
-			fputs("\n ", out);
-			col = 2;
-		}
-		col += (unsigned)fprintf(out, " %s", (*p)->name);
+		const struct ctl_entry *e = *p;
+		int k = e->type == CTL_ACTION ? 2 : e->set ? 1 : 0;
+
+		if (!e->configurable && k == kind && len + strlen(e->name) + 2 < sizeof(names))
+			len += (size_t)snprintf(names + len, sizeof(names) - len, " %s", e->name);
 	}
-	fputs("\n", out);
+	if (len) {
+		fprintf(out, "  %s:\n", title);
+		put_wrapped(out, names + 1, 4);
+	}
 }
 
 void fs_options_usage(FILE *out, const char *prog)
@@ -135,12 +161,14 @@ void fs_options_usage(FILE *out, const char *prog)
 	      "  mlockall             lock the daemon's memory (no reclaim deadlock)\n"
 	      "  allow_other          let other users access the mount\n"
 	      "  state_dir=DIR        where --demo keeps its image\n\n"
-	      "Byte values take K, M, G or T suffixes (1024-based; KiB and KB mean the same).\n"
-	      "Read-only control files:\n",
+	      "Byte values take K, M, G or T suffixes (1024-based; KiB and KB mean the same).\n\n"
+	      "Other files in MOUNTPOINT/control/:\n",
 	      out);
-	usage_readonly(out, CTL_GLOBAL);
-	fputs(" and per device:\n", out);
-	usage_readonly(out, CTL_DEVICE);
+	usage_files(out, "read-only", CTL_GLOBAL, 0);
+	usage_files(out, "write 0 to reset", CTL_GLOBAL, 1);
+	fputs("Other files in MOUNTPOINT/control/DEVICE/:\n", out);
+	usage_files(out, "read-only", CTL_DEVICE, 0);
+	usage_files(out, "actions, write 1", CTL_DEVICE, 2);
 }
 
 /* Split one -o argument on unescaped commas and apply each NAME[=VALUE]. */
@@ -291,7 +319,7 @@ int fs_options_parse(int argc, char **argv, struct fs_config *cfg, struct fs_cmd
 		fs_options_usage(stdout, argv[0]);
 		rc = FS_OPTIONS_EXIT;
 	} else if (rc == 0 && p.version) {
-		printf("bufiofs %s (libbufio %s)\n", BUFIO_VERSION, BUFIO_VERSION);
+		printf("bufiofs %s\n", BUFIO_VERSION);
 		rc = FS_OPTIONS_EXIT;
 	} else if (rc == 0) {
 		rc = finish(argc, argv, &p, cfg, out, err, errlen);
