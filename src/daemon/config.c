@@ -416,8 +416,9 @@ static int setting_text(struct loader *ld, const config_setting_t *s, unsigned t
 	case CONFIG_TYPE_INT:
 	case CONFIG_TYPE_INT64:
 		v = config_setting_get_int64(s);
+		/* libconfig wraps integers beyond 64 bits, so a huge one lands here too */
 		if (v < 0)
-			return fail(ld, s, "%s: out of range: %lld is negative",
+			return fail(ld, s, "%s: out of range: %lld is negative (or beyond 64 bits)",
 			            config_setting_name(s), v);
 		snprintf(buf, size, "%lld", v);
 		return 0;
