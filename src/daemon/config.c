@@ -754,7 +754,7 @@ static int option_device(struct fs_config *cfg, const struct dev_option *o,
 	char why[160];
 	int rc = 0;
 
-	if (!value && o->kind != OPT_BOOL)
+	if (!value && o->kind != OPT_BOOL && o->kind != OPT_DIRECT)
 		return errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
 		            o->name);
 	if (!spec && cfg->ndevs == 0 && !fs_config_add_device(cfg, NULL))

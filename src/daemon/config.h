@@ -67,7 +67,7 @@ int fs_config_load_file(struct fs_config *cfg, const char *path, char *err, size
  *    matching fs_device_spec fields (cache_mode, writeback_ratio,
  *    dirty_expire_seconds);
  *  - a device option: readonly, block_size, io_engine (auto, io_uring,
- *    threads), direct (auto, yes/no), name, backing — every device or
+ *    threads), direct (auto, yes/no; alone: yes), name, backing — every device or
  *    DEVICE.NAME; name and backing need DEVICE. when there are several
  *    devices; a device "disk" is created first when there is none;
  *  - kernel_cache, mlockall, allow_other, foreground, debug (booleans: no

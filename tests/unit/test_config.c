@@ -273,7 +273,7 @@ START_TEST(test_cmdline_basic)
 {
 	struct fs_cmdline cmd;
 	int rc = parse_args(&cmd, "-f", "-o", "max_cache_size_bytes=64M,cache_mode=writethrough",
-	                    "/tmp/img", "/mnt/b", "-o", "readonly,block_size=8K,allow_root", "-o",
+	                    "/tmp/img", "/mnt/b", "-o", "readonly,block_size=8K,allow_root,direct", "-o",
 	                    "fsname=a\\,b", NULL);
 
 	ck_assert_msg(rc == FS_OPTIONS_RUN, "%s", err);
@@ -285,6 +285,7 @@ START_TEST(test_cmdline_basic)
 	ck_assert_str_eq(cfg.devs[0].name, "disk");
 	ck_assert_str_eq(cfg.devs[0].backing, "/tmp/img");
 	ck_assert(cfg.devs[0].readonly);
+	ck_assert_int_eq(cfg.devs[0].direct, 1);
 	ck_assert_uint_eq(cfg.devs[0].block_size, 8192);
 	ck_assert_uint_eq(cfg.devs[0].cache_mode, FS_CACHE_WRITETHROUGH);
 	ck_assert_str_eq(value_of("max_cache_size_bytes", NULL), "64M");
