@@ -24,6 +24,9 @@ struct be_fault_rule {
  * Wrap @lower. When @own_lower is true, closing the fault backend closes
  * @lower too. Completions of delayed or held ios run on the fault backend's
  * own thread. NULL with errno ENOMEM on failure.
+ *
+ * An io failed by a rule never reaches @lower; without a delay it completes
+ * inline, before submit returns. Rule matching in detail: top of fault.c.
  */
 struct bufio_backend *be_fault_create(struct bufio_backend *lower, bool own_lower);
 

@@ -293,6 +293,16 @@ static void fault_submit(struct bufio_backend *be, struct bufio_io *ios)
 	bufio_backend_submit(fb->lower, lower);
 }
 
+static void free_list(struct fault_req *req)
+{
+	while (req) {
+		struct fault_req *next = req->next;
+
+		free(req);
+		req = next;
+	}
+}
+
 static void fault_close(struct bufio_backend *be)
 {
 	struct be_fault *fb = (struct be_fault *)be;
@@ -302,6 +312,10 @@ static void fault_close(struct bufio_backend *be)
 	pthread_cond_signal(&fb->wake);
 	pthread_mutex_unlock(&fb->lock);
 	pthread_join(fb->thread, NULL);
+	/* the caller broke the contract if any are left; at least free them */
+	free_list(fb->held_head);
+	free_list(fb->ready);
+	free_list(fb->timers);
 	if (fb->own_lower)
 		bufio_backend_close(fb->lower);
 	pthread_cond_destroy(&fb->wake);

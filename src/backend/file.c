@@ -163,6 +163,8 @@ int be_file_exec(struct be_file *f, struct bufio_io *io)
 		if (n == 0)
 			return -EIO; /* end of file before the end of the io */
 		done += (uint64_t)n;
+		if (done < io->len && (done & (f->be.align - 1)))
+			return -EIO; /* O_DIRECT stopped mid-block: EOF */
 	}
 	return 0;
 }

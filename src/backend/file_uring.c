@@ -105,7 +105,7 @@ static void prep(struct be_uring *u, struct uring_req *r)
 	case BUFIO_OP_DISCARD:
 		/* regular files only; block devices go to the helper thread */
 		io_uring_prep_fallocate(sqe, u->f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					io->offset, io->len);
+					(off_t)io->offset, (off_t)io->len);
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
@@ -240,11 +240,15 @@ static void *reaper_main(void *arg)
 			}
 			if (res > 0 && (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
 				r->done += (uint64_t)res;
-				if (r->done < io->len) {
+				if (r->done >= io->len) {
+					res = 0;
+				} else if (r->done & (u->f.be.align - 1)) {
+					/* O_DIRECT stopped mid-block: EOF, and the rest could not be aligned */
+					res = -EIO;
+				} else {
 					prep(u, r); /* short transfer: the rest */
 					continue;
 				}
-				res = 0;
 			} else if (res == 0 &&
 				   (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
 				res = -EIO; /* end of file before the end of the io */

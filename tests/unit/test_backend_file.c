@@ -242,7 +242,12 @@ START_TEST(test_direct)
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_WRITE, buf, 0, a + 1), -EINVAL);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_DISCARD, NULL, a / 2, a), -EINVAL);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_FLUSH, NULL, 0, 0), 0);
+	/* the file shrinks to mid-block: the short O_DIRECT read cannot go on aligned */
+	ck_assert_int_eq(truncate(path, 64 * KIB + 100), 0);
+	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 64 * KIB, 64 * KIB), -EIO);
+	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 0, 64 * KIB), 0);
 	bufio_backend_close(be);
+	ck_assert_int_eq(truncate(path, 4 * MIB), 0);
 
 	/* "try" gets O_DIRECT where the filesystem has it (ext4/xfs under /var/tmp) */
 	be = open_engine(path, _i, -1, false);
