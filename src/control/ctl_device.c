@@ -14,9 +14,9 @@
 #define X(f, is_gauge, u, d)                                                                       \
 	{.name = #f,                                                                               \
 	 .offset = offsetof(struct bufio_stats, f),                                                \
-	 .gauge = is_gauge,                                                                        \
-	 .unit = u,                                                                                \
-	 .doc = d},
+	 .gauge = (is_gauge),                                                                      \
+	 .unit = (u),                                                                              \
+	 .doc = (d)},
 const struct ctl_stat_field ctl_stat_fields[] = {CTL_STATS_FIELDS(X)};
 #undef X
 const unsigned ctl_nstat_fields = sizeof(ctl_stat_fields) / sizeof(ctl_stat_fields[0]);
@@ -128,8 +128,8 @@ static int stat_of(struct fs_device *dev, size_t offset, uint64_t *val)
 	    .name = #f,                                                                            \
 	    .type = CTL_UINT,                                                                      \
 	    .scope = CTL_DEVICE,                                                                   \
-	    .unit = u,                                                                             \
-	    .doc = d,                                                                              \
+	    .unit = (u),                                                                           \
+	    .doc = (d),                                                                            \
 	    .get = get_stat_##f,                                                                   \
 	};
 CTL_STATS_FIELDS(X)

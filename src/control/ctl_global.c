@@ -10,7 +10,7 @@
 
 /* Generous ceilings: they only stop typos like 1000T, the core decides the rest. */
 #define CTL_MAX_BYTES (1ull << 50)
-#define CTL_MAX_AGE   (30u * 24 * 3600)
+#define CTL_MAX_AGE   (30ull * 24 * 3600)
 
 static int get_max_cache_size(struct fs_device *dev, uint64_t *val)
 {
@@ -94,7 +94,7 @@ static int global_stat(size_t offset, uint64_t *val)
 	    .type = CTL_UINT,                                                                      \
 	    .scope = CTL_GLOBAL,                                                                   \
 	    .unit = "buffers",                                                                     \
-	    .doc = help,                                                                           \
+	    .doc = (help),                                                                         \
 	    .get = get_global_##field,                                                             \
 	};
 

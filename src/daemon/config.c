@@ -57,11 +57,11 @@ static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
+	if (!err || !errlen)
+		return rc;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 	return rc;
 }
 
@@ -119,7 +119,7 @@ static int append_fuse_opts(struct fs_config *cfg, const char *opts)
 		return -ENOMEM;
 	if (old)
 		s[old++] = ',';
-	strcpy(s + old, opts);
+	memcpy(s + old, opts, strlen(opts) + 1);
 	cfg->fuse_opts = s;
 	return 0;
 }

@@ -34,11 +34,11 @@ static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
+	if (!err || !errlen)
+		return rc;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 	return rc;
 }
 
@@ -183,8 +183,11 @@ static int apply_o(struct fs_config *cfg, const char *arg, char *err, size_t err
 	while (rc == 0 && *p) {
 		size_t n = 0;
 
-		for (; *p && *p != ','; p++)
-			item[n++] = (*p == '\\' && p[1]) ? *++p : *p;
+		for (; *p && *p != ','; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			item[n++] = *p;
+		}
 		item[n] = '\0';
 		if (*p == ',')
 			p++;
