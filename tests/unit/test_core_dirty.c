@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Unit tests of libbufio's dirty data: partial ranges and their 4 KiB
+ * widening, write-back ratio and batching, write_dirty_buffers, write_buffer,
+ * release_move, and destroy writing back.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include <bufio/bufio.h>
+#include "backend/be_fault.h"
+#include "backend/be_memory.h"
+#include "helpers.h"
+
+#define MIB (1024ull * 1024)
+
+/* Wait (not a timed assertion) for background work: true once @cond holds. */
+#define WAIT_UNTIL(cond, secs)                                                                     \
+	({                                                                                         \
+		int ok_ = 0;                                                                       \
+		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+			usleep(1000);                                                              \
+		ok_ || (cond);                                                                     \
+	})
+
+static void reset_globals(void)
+{
+	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
+	bufio_set_max_age(300);
+	bufio_set_retain_bytes(256 * 1024);
+	bufio_inject_alloc_failures(0);
+}
+
+static struct bufio_backend *mem_with_pattern(uint64_t blocks, unsigned bs, unsigned align,
+					      uint32_t seed)
+{
+	struct bufio_backend *m = be_memory_create(blocks * bs, align);
+	ck_assert_ptr_nonnull(m);
+	unsigned char *d = be_memory_data(m);
+	for (uint64_t i = 0; i < blocks; i++)
+		fill_pattern(d + i * bs, bs, i, seed);
+	return m;
+}
+
+/*
+ * A client that writes back only when asked: ratio 1000 and one clean buffer
+ * (the device's last block), since any dirty buffer exceeds 1000 x 0 clean.
+ */
+static struct bufio_client *quiet_client(struct bufio_backend *be, unsigned bs)
+{
+	struct bufio_client *c = bufio_client_create(be, bs, 1, 0, NULL, NULL);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(bufio_set_writeback_ratio(c, 1000), 0);
+	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
+	struct bufio_buffer *b;
+	ck_assert_ptr_nonnull(bufio_read(c, bufio_get_device_size(c) - 1, &b));
+	bufio_release(b);
+	return c;
+}
+
+static struct bufio_stats stats(struct bufio_client *c)
+{
+	struct bufio_stats st;
+	bufio_get_stats(c, &st);
+	return st;
+}
+
+/*---------------------------------------------------------------- partial */
+
+/*
+ * Block @blk of size @bs: cache contents become pattern (blk, 2) everywhere,
+ * the dirty ranges are marked, and after write-back the backend must hold
+ * the new pattern exactly on [wstart, wend) and the old one elsewhere.
+ */
+static void partial_case(unsigned bs, unsigned align, uint64_t blk, const unsigned (*ranges)[2],
+			 unsigned nranges, unsigned wstart, unsigned wend)
+{
+	reset_globals();
+	const uint64_t blocks = blk + 3; /* the last one is the quiet client's */
+	struct bufio_backend *m = mem_with_pattern(blocks, bs, align, 1);
+	unsigned char *d = be_memory_data(m);
+	unsigned char *want = malloc(bs);
+	ck_assert_ptr_nonnull(want);
+	struct bufio_client *c = quiet_client(m, bs);
+
+	struct bufio_buffer *b;
+	unsigned char *p = bufio_read(c, blk, &b);
+	ck_assert_ptr_nonnull(p);
+	fill_pattern(p, bs, blk, 2);
+	memcpy(want, p, bs);
+	for (unsigned i = 0; i < nranges; i++)
+		bufio_mark_partial_buffer_dirty(b, ranges[i][0], ranges[i][1]);
+	bufio_release(b);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 1);
+
+	struct be_counts k0, k1;
+	be_memory_counts(m, &k0);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	be_memory_counts(m, &k1);
+	ck_assert_uint_eq(k1.ops[BUFIO_OP_WRITE] - k0.ops[BUFIO_OP_WRITE], 1);
+	ck_assert_uint_eq(k1.bytes[BUFIO_OP_WRITE] - k0.bytes[BUFIO_OP_WRITE], wend - wstart);
+	struct bufio_stats st = stats(c);
+	ck_assert_uint_eq(st.write_bytes, wend - wstart);
+	ck_assert_uint_eq(st.buffers_dirty, 0);
+
+	unsigned char *old = malloc(bs);
+	fill_pattern(old, bs, blk, 1);
+	const unsigned char *disk = d + blk * bs;
+	ck_assert_msg(memcmp(disk, old, wstart) == 0, "bytes before the written range changed");
+	ck_assert_msg(memcmp(disk + wstart, want + wstart, wend - wstart) == 0,
+		      "the written range [%u, %u) is not the cache contents", wstart, wend);
+	ck_assert_msg(memcmp(disk + wend, old + wend, bs - wend) == 0,
+		      "bytes after the written range changed");
+	/* neighbours untouched */
+	ck_assert(check_pattern(d + (blk - 1) * bs, bs, blk - 1, 1));
+	ck_assert(check_pattern(d + (blk + 1) * bs, bs, blk + 1, 1));
+	free(old);
+	free(want);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+
+START_TEST(test_partial_64k)
+{
+	const unsigned r[][2] = {{100, 200}};
+	partial_case(64 * 1024, 512, 3, r, 1, 0, 4096);
+}
+END_TEST
+
+START_TEST(test_partial_middle)
+{
+	const unsigned r[][2] = {{20000, 20001}};
+	partial_case(64 * 1024, 4096, 2, r, 1, 16384, 20480);
+}
+END_TEST
+
+START_TEST(test_partial_union)
+{
+	/* the union's extent: [100, 9100) -> [0, 12288) */
+	const unsigned r[][2] = {{9000, 9100}, {100, 200}, {5000, 5001}};
+	partial_case(64 * 1024, 512, 1, r, 3, 0, 12288);
+}
+END_TEST
+
+START_TEST(test_partial_last_byte)
+{
+	const unsigned r[][2] = {{65535, 65536}};
+	partial_case(64 * 1024, 512, 1, r, 1, 61440, 65536);
+}
+END_TEST
+
+START_TEST(test_partial_clipped_6k)
+{
+	/* 6 KiB blocks: [5000, 5100) widens to [4096, 8192), clipped to 6144 */
+	const unsigned r[][2] = {{5000, 5100}};
+	partial_case(6144, 512, 3, r, 1, 4096, 6144);
+}
+END_TEST
+
+START_TEST(test_partial_clipped_1536)
+{
+	const unsigned r[][2] = {{100, 200}};
+	partial_case(1536, 512, 5, r, 1, 0, 1536);
+}
+END_TEST
+
+START_TEST(test_partial_then_full)
+{
+	/* a full mark after a partial one covers the whole block */
+	const unsigned r[][2] = {{100, 200}, {0, 64 * 1024}};
+	partial_case(64 * 1024, 512, 1, r, 2, 0, 64 * 1024);
+}
+END_TEST
+
+START_TEST(test_partial_ranges_reset_after_write)
+{
+	/* after a write-back the next dirty range starts afresh */
+	reset_globals();
+	const unsigned bs = 64 * 1024;
+	struct bufio_backend *m = mem_with_pattern(4, bs, 512, 1);
+	struct bufio_client *c = quiet_client(m, bs);
+	struct bufio_buffer *b;
+	ck_assert_ptr_nonnull(bufio_read(c, 1, &b));
+	bufio_mark_partial_buffer_dirty(b, 0, 10);
+	bufio_release(b);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	ck_assert_ptr_nonnull(bufio_read(c, 1, &b));
+	bufio_mark_partial_buffer_dirty(b, 60000, 60010);
+	bufio_release(b);
+	struct be_counts k0, k1;
+	be_memory_counts(m, &k0);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	be_memory_counts(m, &k1);
+	ck_assert_uint_eq(k1.bytes[BUFIO_OP_WRITE] - k0.bytes[BUFIO_OP_WRITE], 4096);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+/*---------------------------------------------------------------- write_dirty_buffers */
+
+START_TEST(test_write_dirty_one_batch)
+{
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(256, bs, 512, 1);
+	struct bufio_client *c = quiet_client(m, bs);
+	for (uint64_t i = 0; i < 64; i++) {
+		struct bufio_buffer *b;
+		void *p = bufio_new(c, i * 3, &b);
+		ck_assert_ptr_nonnull(p);
+		fill_pattern(p, bs, i * 3, 7);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+	struct bufio_stats st = stats(c);
+	ck_assert_uint_eq(st.buffers_dirty, 64);
+	ck_assert_uint_eq(st.writes, 0);
+	struct be_counts k0, k1;
+	be_memory_counts(m, &k0);
+	ck_assert_uint_eq(k0.ops[BUFIO_OP_WRITE], 0);
+	bufio_write_dirty_buffers_async(c);
+	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
+	be_memory_counts(m, &k1);
+	ck_assert_uint_eq(k1.ops[BUFIO_OP_WRITE], 64);
+	ck_assert_uint_eq(k1.bytes[BUFIO_OP_WRITE], 64 * bs);
+	ck_assert_msg(k1.batches - k0.batches == 1, "64 writes went out in %llu batches",
+		      (unsigned long long)(k1.batches - k0.batches));
+	/* async is not a flush */
+	ck_assert_uint_eq(k1.ops[BUFIO_OP_FLUSH], 0);
+	unsigned char *d = be_memory_data(m);
+	for (uint64_t i = 0; i < 64; i++)
+		ck_assert(check_pattern(d + i * 3 * bs, bs, i * 3, 7));
+	ck_assert(check_pattern(d + bs, bs, 1, 1));
+
+	/* nothing dirty: write_dirty_buffers only flushes */
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	struct be_counts k2;
+	be_memory_counts(m, &k2);
+	ck_assert_uint_eq(k2.ops[BUFIO_OP_WRITE], 64);
+	ck_assert_uint_eq(k2.ops[BUFIO_OP_FLUSH], 1);
+	ck_assert_uint_eq(stats(c).flushes, 1);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_write_dirty_waits_and_flushes)
+{
+	/* With slow asynchronous writes the data is on the device when it returns. */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
+	struct bufio_backend *f = be_fault_create(m, false);
+	struct be_fault_rule r = {.ops = (1u << BUFIO_OP_WRITE) | (1u << BUFIO_OP_FLUSH),
+				  .delay_us = 30000};
+	ck_assert_int_ge(be_fault_add_rule(f, &r), 0);
+	struct bufio_client *c = quiet_client(f, bs);
+	for (uint64_t i = 0; i < 16; i++) {
+		struct bufio_buffer *b;
+		void *p = bufio_new(c, i, &b);
+		ck_assert_ptr_nonnull(p);
+		fill_pattern(p, bs, i, 8);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	unsigned char *d = be_memory_data(m);
+	struct be_counts k;
+	be_memory_counts(m, &k);
+	/* the lower device has completed every write and the flush */
+	ck_assert_uint_eq(k.ops[BUFIO_OP_WRITE], 16);
+	ck_assert_uint_ge(k.ops[BUFIO_OP_FLUSH], 1);
+	for (uint64_t i = 0; i < 16; i++)
+		ck_assert_msg(check_pattern(d + i * bs, bs, i, 8), "block %llu not written yet",
+			      (unsigned long long)i);
+	struct bufio_stats st = stats(c);
+	ck_assert_uint_eq(st.buffers_dirty, 0);
+	ck_assert_uint_eq(st.buffers_writing, 0);
+	ck_assert_uint_eq(st.buffers_clean, 16 + 1);
+	ck_assert_uint_eq(st.writes, 16);
+	ck_assert_uint_eq(st.write_bytes, 16 * bs);
+	ck_assert_uint_ge(st.flushes, 1);
+	bufio_client_destroy(c);
+	bufio_backend_close(f);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_write_buffer)
+{
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(16, bs, 512, 1);
+	struct bufio_backend *f = be_fault_create(m, false);
+	struct bufio_client *c = quiet_client(f, bs);
+	unsigned char *d = be_memory_data(m);
+	struct bufio_buffer *b;
+	unsigned char *p = bufio_read(c, 2, &b);
+	ck_assert_ptr_nonnull(p);
+	memset(p + 4000, 0xee, 10);
+	bufio_mark_partial_buffer_dirty(b, 4000, 4010);
+	ck_assert_int_eq(bufio_write_buffer(b), 0);
+	/* written now, while still held; not a flush */
+	ck_assert_uint_eq(d[2 * bs + 4005], 0xee);
+	struct be_counts k;
+	be_fault_counts(f, &k);
+	ck_assert_uint_eq(k.ops[BUFIO_OP_WRITE], 1);
+	ck_assert_uint_eq(k.ops[BUFIO_OP_FLUSH], 0);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 0);
+	/* a clean buffer: nothing to write */
+	ck_assert_int_eq(bufio_write_buffer(b), 0);
+
+	/* failure: -errno and the buffer stays dirty */
+	struct be_fault_rule r = {.ops = 1u << BUFIO_OP_WRITE, .error = -ENOSPC};
+	ck_assert_int_ge(be_fault_add_rule(f, &r), 0);
+	memset(p, 0xdd, 10);
+	bufio_mark_partial_buffer_dirty(b, 0, 10);
+	ck_assert_int_eq(bufio_write_buffer(b), -ENOSPC);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 1);
+	ck_assert_uint_ge(stats(c).write_errors, 1);
+	ck_assert_uint_ne(d[2 * bs], 0xdd);
+	be_fault_clear_rules(f);
+	ck_assert_int_eq(bufio_write_buffer(b), 0);
+	ck_assert_uint_eq(d[2 * bs], 0xdd);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 0);
+	bufio_release(b);
+	bufio_client_destroy(c);
+	bufio_backend_close(f);
+	bufio_backend_close(m);
+}
+END_TEST
+
+/*---------------------------------------------------------------- write-back ratio */
+
+START_TEST(test_writeback_ratio_background)
+{
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = be_memory_create(1024 * bs, 512);
+	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(bufio_get_writeback_ratio(c), 3);
+	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
+	struct bufio_buffer *b;
+	for (uint64_t i = 0; i < 8; i++) {
+		ck_assert_ptr_nonnull(bufio_read(c, 1000 + i, &b));
+		bufio_release(b);
+	}
+	/* 24 dirty against 8 clean: not above the ratio, nothing written */
+	for (uint64_t i = 0; i < 24; i++) {
+		void *p = bufio_new(c, i, &b);
+		ck_assert_ptr_nonnull(p);
+		fill_pattern(p, bs, i, 3);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+	struct bufio_stats st = stats(c);
+	ck_assert_uint_eq(st.buffers_dirty, 24);
+	ck_assert_uint_eq(st.writes, 0);
+	/* beyond it, background write-back starts by itself */
+	for (uint64_t i = 24; i < 64; i++) {
+		void *p = bufio_new(c, i, &b);
+		ck_assert_ptr_nonnull(p);
+		fill_pattern(p, bs, i, 3);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+	ck_assert_msg(WAIT_UNTIL(stats(c).writebacks > 0, 10),
+		      "no background write-back with dirty %llu > 3 x clean",
+		      (unsigned long long)stats(c).buffers_dirty);
+	/* it brings dirty back to at most ratio x clean */
+	ck_assert(WAIT_UNTIL(({
+		struct bufio_stats s_ = stats(c);
+		s_.buffers_writing == 0 && s_.buffers_dirty <= 3 * s_.buffers_clean;
+	}), 10));
+	st = stats(c);
+	ck_assert_uint_eq(st.writes, st.writebacks);
+	struct be_counts k;
+	be_memory_counts(m, &k);
+	ck_assert_uint_eq(k.ops[BUFIO_OP_WRITE], st.writes);
+	/* gathered, not one submission per buffer */
+	ck_assert_uint_lt(k.batches - 8, k.ops[BUFIO_OP_WRITE]);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	unsigned char *d = be_memory_data(m);
+	for (uint64_t i = 0; i < 64; i++)
+		ck_assert(check_pattern(d + i * bs, bs, i, 3));
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_writeback_ratio_zero)
+{
+	/* ratio 0: anything dirty is written back soon, without a call */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = be_memory_create(64 * bs, 512);
+	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
+	ck_assert_int_eq(bufio_set_writeback_ratio(c, 0), 0);
+	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
+	struct bufio_buffer *b;
+	for (uint64_t i = 0; i < 4; i++) {
+		ck_assert_ptr_nonnull(bufio_read(c, 10 + i, &b));
+		bufio_release(b);
+	}
+	void *p = bufio_new(c, 1, &b);
+	fill_pattern(p, bs, 1, 4);
+	bufio_mark_buffer_dirty(b);
+	bufio_release(b);
+	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + bs, bs, 1, 4));
+	ck_assert_uint_ge(stats(c).writebacks, 1);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_dirty_expire)
+{
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = be_memory_create(64 * bs, 512);
+	struct bufio_client *c = quiet_client(m, bs);
+	ck_assert_int_eq(bufio_set_dirty_expire(c, 1), 0);
+	struct bufio_buffer *b;
+	void *p = bufio_new(c, 5, &b);
+	fill_pattern(p, bs, 5, 5);
+	bufio_mark_buffer_dirty(b);
+	bufio_release(b);
+	sleep(2);
+	usleep(200 * 1000);
+	bufio_run_cleanup();
+	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 5 * bs, bs, 5, 5));
+	/* still cached, clean */
+	ck_assert_ptr_nonnull(bufio_get(c, 5, &b));
+	bufio_release(b);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+/*---------------------------------------------------------------- release_move */
+
+START_TEST(test_release_move)
+{
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
+	unsigned char *d = be_memory_data(m);
+	struct bufio_client *c = quiet_client(m, bs);
+	struct bufio_buffer *b;
+
+	/* onto an uncached block */
+	unsigned char *p = bufio_read(c, 2, &b);
+	ck_assert_ptr_nonnull(p);
+	bufio_release_move(b, 10);
+	errno = 0;
+	ck_assert_ptr_null(bufio_get(c, 2, &b));
+	ck_assert_int_eq(errno, ENOENT);
+	p = bufio_get(c, 10, &b);
+	ck_assert_ptr_nonnull(p);
+	ck_assert(check_pattern(p, bs, 2, 1));
+	ck_assert_uint_eq(bufio_get_block_number(b), 10);
+	bufio_release(b);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 1);
+
+	/* onto a cached block: its copy is replaced */
+	p = bufio_read(c, 20, &b);
+	ck_assert(check_pattern(p, bs, 20, 1));
+	bufio_release(b);
+	p = bufio_new(c, 3, &b);
+	fill_pattern(p, bs, 3, 9);
+	bufio_mark_buffer_dirty(b);
+	bufio_release_move(b, 20);
+	p = bufio_get(c, 20, &b);
+	ck_assert_ptr_nonnull(p);
+	ck_assert(check_pattern(p, bs, 3, 9));
+	bufio_release(b);
+	ck_assert_ptr_null(bufio_get(c, 3, &b));
+
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	ck_assert(check_pattern(d + 10 * bs, bs, 2, 1));
+	ck_assert(check_pattern(d + 20 * bs, bs, 3, 9));
+	ck_assert(check_pattern(d + 2 * bs, bs, 2, 1));
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_release_move_dirty_leaves_old_block)
+{
+	/*
+	 * bufio.h: "The old block's cached copy is gone; what the backend
+	 * holds there is unchanged." (dm-bufio instead writes the dirty data
+	 * to the old block first.)
+	 */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
+	unsigned char *d = be_memory_data(m);
+	struct bufio_client *c = quiet_client(m, bs);
+	struct bufio_buffer *b;
+	unsigned char *p = bufio_new(c, 3, &b);
+	fill_pattern(p, bs, 3, 9);
+	bufio_mark_buffer_dirty(b);
+	bufio_release_move(b, 20);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	ck_assert(check_pattern(d + 20 * bs, bs, 3, 9));
+	ck_assert_msg(check_pattern(d + 3 * bs, bs, 3, 1),
+		      "release_move wrote the moved data to the old block too");
+	p = bufio_read(c, 3, &b);
+	ck_assert(check_pattern(p, bs, 3, 1));
+	bufio_release(b);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+/* Opens the fault gate a little later, from another thread. */
+static void *release_gate_later(void *f)
+{
+	usleep(100 * 1000);
+	be_fault_release(f);
+	return NULL;
+}
+
+START_TEST(test_release_move_waits_for_read)
+{
+	/* moving onto a block whose read is in flight waits for it */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
+	struct bufio_backend *f = be_fault_create(m, false);
+	struct bufio_client *c = quiet_client(f, bs);
+	struct bufio_buffer *b;
+	unsigned char *p = bufio_new(c, 1, &b);
+	fill_pattern(p, bs, 1, 6);
+	bufio_mark_buffer_dirty(b);
+	be_fault_hold(f, 1u << BUFIO_OP_READ);
+	bufio_prefetch(c, 30, 1);
+	ck_assert(WAIT_UNTIL(be_fault_held(f) == 1, 10));
+	pthread_t tid;
+	ck_assert_int_eq(pthread_create(&tid, NULL, release_gate_later, f), 0);
+	bufio_release_move(b, 30);
+	pthread_join(tid, NULL);
+	p = bufio_get(c, 30, &b);
+	ck_assert_ptr_nonnull(p);
+	ck_assert(check_pattern(p, bs, 1, 6));
+	bufio_release(b);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 30 * bs, bs, 1, 6));
+	bufio_client_destroy(c);
+	bufio_backend_close(f);
+	bufio_backend_close(m);
+}
+END_TEST
+
+/*---------------------------------------------------------------- destroy */
+
+START_TEST(test_destroy_writes_back)
+{
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = be_memory_create(64 * bs, 512);
+	struct bufio_client *c = quiet_client(m, bs);
+	for (uint64_t i = 0; i < 10; i++) {
+		struct bufio_buffer *b;
+		void *p = bufio_new(c, i * 5, &b);
+		fill_pattern(p, bs, i * 5, 11);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+	struct bufio_buffer *b;
+	unsigned char *p = bufio_read(c, 62, &b);
+	memset(p + 10, 0x42, 5);
+	bufio_mark_partial_buffer_dirty(b, 10, 15);
+	bufio_release(b);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 11);
+	bufio_client_destroy(c);
+	unsigned char *d = be_memory_data(m);
+	for (uint64_t i = 0; i < 10; i++)
+		ck_assert(check_pattern(d + i * 5 * bs, bs, i * 5, 11));
+	ck_assert_uint_eq(d[62 * bs + 12], 0x42);
+	ck_assert_uint_eq(d[62 * bs + 9], 0);
+	struct be_counts k;
+	be_memory_counts(m, &k);
+	ck_assert_uint_eq(k.ops[BUFIO_OP_WRITE], 11);
+	ck_assert_uint_ge(k.ops[BUFIO_OP_FLUSH], 1);
+	bufio_backend_close(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("core_dirty");
+	TCase *t = tcase_create("dirty");
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, test_partial_64k);
+	tcase_add_test(t, test_partial_middle);
+	tcase_add_test(t, test_partial_union);
+	tcase_add_test(t, test_partial_last_byte);
+	tcase_add_test(t, test_partial_clipped_6k);
+	tcase_add_test(t, test_partial_clipped_1536);
+	tcase_add_test(t, test_partial_then_full);
+	tcase_add_test(t, test_partial_ranges_reset_after_write);
+	tcase_add_test(t, test_write_dirty_one_batch);
+	tcase_add_test(t, test_write_dirty_waits_and_flushes);
+	tcase_add_test(t, test_write_buffer);
+	tcase_add_test(t, test_writeback_ratio_background);
+	tcase_add_test(t, test_writeback_ratio_zero);
+	tcase_add_test(t, test_dirty_expire);
+	tcase_add_test(t, test_release_move);
+	tcase_add_test(t, test_release_move_dirty_leaves_old_block);
+	tcase_add_test(t, test_release_move_waits_for_read);
+	tcase_add_test(t, test_destroy_writes_back);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
