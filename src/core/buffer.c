@@ -230,8 +230,6 @@ struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 	pthread_mutex_unlock(&c->lock);
 got:
 	reset_buffer(b);
-	if (c->alloc_callback)
-		c->alloc_callback(b);
 	return b;
 }
 

@@ -189,9 +189,8 @@ void bufio_release_move(struct bufio_buffer *b, uint64_t new_block)
 		bufio_release(b);
 		return;
 	}
-	/* Like dm-bufio, dirty data first reaches its original location. */
-	if (atomic_load(&b->state) & (B_DIRTY | B_WRITING))
-		bufio_write_buffer(b);
+	/* Unlike dm-bufio, nothing is written to the old block: the data
+	 * belongs to the new one now (copy-on-write users rely on that). */
 	while (!clear_target(b, new_block))
 		;
 	buffer_wait_clear(b, B_WRITING);

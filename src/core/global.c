@@ -345,7 +345,8 @@ uint64_t bufio_shrink(uint64_t bytes)
 	while (freed < bytes && progress) {
 		progress = false;
 		for (struct bufio_client *c = bufio_g.clients; c && freed < bytes; c = c->g_next) {
-			uint64_t nr = (bytes - freed + c->block_size - 1) / c->block_size;
+			uint64_t left = bytes - freed; /* no rounding overflow for huge asks */
+			uint64_t nr = left / c->block_size + (left % c->block_size != 0);
 			pthread_mutex_lock(&c->lock);
 			uint64_t n = evict_clock(c, nr, ST_EVICT_PRESSURE);
 			pthread_mutex_unlock(&c->lock);

@@ -20,6 +20,11 @@ static struct bufio_buffer *insert_or_find(struct bufio_client *c, uint64_t bloc
                                            bool *created)
 {
 	struct shard *s = index_shard(c, block);
+	/* Before the buffer is visible to anyone, with its block number set;
+	 * wasted if another thread created the block meanwhile. */
+	nb->block = block;
+	if (c->alloc_callback)
+		c->alloc_callback(nb);
 	pthread_mutex_lock(&c->lock);
 	pthread_rwlock_wrlock(&s->lock);
 	struct bufio_buffer *b = index_find(s, block);
