@@ -95,7 +95,7 @@ int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen)
 		if (e == EWOULDBLOCK)
 			snprintf(
 			    err, errlen,
-			    "%s: already served by another bufiofs process (exclusive lock held); "
+			    "%s: already served (another bufiofs, or twice in this config, holds its lock); "
 			    "two caches on one backing would corrupt it",
 			    path);
 		else
