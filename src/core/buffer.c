@@ -335,11 +335,28 @@ bool buffer_try_evict(struct bufio_buffer *b, enum stat_id reason)
 	return true;
 }
 
+void buffer_hold(struct bufio_buffer *b)
+{
+	/* 0 -> 1 transitions feed the buffers_held gauge; per-thread slots
+	 * keep that off any shared cache line. */
+	if (atomic_fetch_add_explicit(&b->hold, 1, memory_order_acquire) == 0)
+		stat_inc(b->c, ST_HELD);
+}
+
 void buffer_get_hold(struct bufio_buffer *b)
 {
-	atomic_fetch_add_explicit(&b->hold, 1, memory_order_acquire);
+	buffer_hold(b);
 	if (!atomic_load_explicit(&b->accessed, memory_order_relaxed))
 		atomic_store_explicit(&b->accessed, 1, memory_order_relaxed);
+}
+
+void wake_free_waiters(struct bufio_client *c)
+{
+	if (atomic_load(&c->free_waiters)) {
+		pthread_mutex_lock(&c->lock);
+		pthread_cond_broadcast(&c->free_cond);
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 void buffer_put(struct bufio_buffer *b)
@@ -350,6 +367,7 @@ void buffer_put(struct bufio_buffer *b)
 		atomic_store_explicit(&b->last_accessed, now, memory_order_relaxed);
 	if (atomic_fetch_sub_explicit(&b->hold, 1, memory_order_release) != 1)
 		return;
+	stat_add(c, ST_HELD, -1);
 	if (atomic_load_explicit(&b->state, memory_order_acquire) & B_DEAD) {
 		/* Unhashed while held (failed read): nobody else can find it. */
 		pthread_mutex_lock(&c->lock);
@@ -357,9 +375,5 @@ void buffer_put(struct bufio_buffer *b)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	if (atomic_load(&c->free_waiters)) {
-		pthread_mutex_lock(&c->lock);
-		pthread_cond_broadcast(&c->free_cond);
-		pthread_mutex_unlock(&c->lock);
-	}
+	wake_free_waiters(c);
 }

@@ -132,7 +132,7 @@ static void wait_all_io(struct bufio_client *c)
 			}
 		}
 		if (busy)
-			atomic_fetch_add(&busy->hold, 1);
+			buffer_hold(busy);
 		pthread_mutex_unlock(&c->lock);
 		if (!busy)
 			return;

@@ -39,7 +39,7 @@ static struct bufio_buffer *find_idle_locked(struct bufio_client *c, uint64_t bl
 			*sp = s;
 			return b;
 		}
-		atomic_fetch_add(&b->hold, 1);
+		buffer_hold(b);
 		pthread_rwlock_unlock(&s->lock);
 		pthread_mutex_unlock(&c->lock);
 		buffer_wait_clear(b, B_IO);

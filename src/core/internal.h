@@ -191,7 +191,9 @@ bool buffer_try_detach(struct bufio_buffer *b);
 bool buffer_try_evict(struct bufio_buffer *b, enum stat_id reason);
 /* Drop a hold; frees dead buffers and wakes allocation waiters. */
 void buffer_put(struct bufio_buffer *b);
-void buffer_get_hold(struct bufio_buffer *b);
+void buffer_get_hold(struct bufio_buffer *b); /* a caller's hold: sets the reference bit */
+void buffer_hold(struct bufio_buffer *b);     /* an internal hold (waiting on I/O) */
+void wake_free_waiters(struct bufio_client *c);
 int slab_init(struct slab *s, size_t obj_size);
 void slab_destroy(struct slab *s);
 bool alloc_should_fail(void);

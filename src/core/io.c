@@ -92,12 +92,20 @@ static void read_done(struct bufio_io *io, int res)
 	struct bufio_buffer *b = io->private;
 	struct bufio_client *c = b->c;
 	io_free(c, io);
-	if (res < 0)
-		read_failed(b, res);
 	__atomic_fetch_sub(&c->n_reading, 1, __ATOMIC_RELAXED);
+	if (res < 0) {
+		/* Our own hold keeps @b until the waiters have seen the error;
+		 * the last one to let go frees it. */
+		buffer_hold(b);
+		read_failed(b, res);
+		buffer_clear_wake(b, B_READING);
+		buffer_put(b);
+		return;
+	}
+	/* In flight, @b could not be evicted; once the bit is clear it may
+	 * go at any moment, so it is not touched afterwards. */
 	buffer_clear_wake(b, B_READING);
-	/* The reader's hold taken at submission keeps @b alive until here. */
-	buffer_put(b);
+	wake_free_waiters(c);
 }
 
 void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug *plug)
@@ -109,7 +117,6 @@ void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug
 	io->len = c->block_size;
 	io->done = read_done;
 	io->private = b;
-	buffer_get_hold(b);
 	__atomic_fetch_add(&c->n_reading, 1, __ATOMIC_RELAXED);
 	stat_inc(c, ST_READS);
 	stat_add(c, ST_READ_BYTES, c->block_size);

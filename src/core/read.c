@@ -37,7 +37,9 @@ static struct bufio_buffer *insert_or_find(struct bufio_client *c, uint64_t bloc
 		return b;
 	}
 	nb->block = block;
-	atomic_store(&nb->hold, hold);
+	atomic_store(&nb->hold, 0);
+	if (hold)
+		buffer_hold(nb);
 	atomic_store(&nb->state, state);
 	atomic_store(&nb->accessed, 1);
 	atomic_store(&nb->last_accessed, bufio_now());
@@ -103,7 +105,6 @@ static bool wait_read(struct bufio_buffer *b)
 
 static void *hand_out(struct bufio_buffer *b, struct bufio_buffer **bp)
 {
-	stat_inc(b->c, ST_HELD);
 	*bp = b;
 	return b->data;
 }
@@ -186,6 +187,5 @@ void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks)
 
 void bufio_release(struct bufio_buffer *b)
 {
-	stat_add(b->c, ST_HELD, -1);
 	buffer_put(b);
 }

@@ -99,8 +99,9 @@ static void write_done(struct bufio_io *io, int res)
 	pthread_mutex_unlock(&c->lock);
 
 	io_free(c, io);
+	/* @b may be evicted as soon as the bit is clear: last touch. */
 	buffer_clear_wake(b, B_WRITING);
-	buffer_put(b);
+	wake_free_waiters(c);
 	if (global_over_budget())
 		global_kick(KICK_BUDGET);
 }
@@ -118,7 +119,6 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 
 	atomic_fetch_or(&b->state, B_WRITING);
 	atomic_fetch_and(&b->state, ~B_DIRTY);
-	atomic_fetch_add(&b->hold, 1); /* the io's own hold */
 	cio->sub_seq = ++c->dirty_seq;
 	c->n_writing++;
 
@@ -221,7 +221,7 @@ static struct bufio_buffer *find_old_writing(struct bufio_client *c, uint32_t se
 		unsigned st = atomic_load(&b->state);
 		if (seq_le(b->dirty_seq, seq)) {
 			if (st & B_WRITING) {
-				atomic_fetch_add(&b->hold, 1);
+				buffer_hold(b);
 				return b;
 			}
 			if (st & B_DIRTY)
