@@ -93,11 +93,11 @@ int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen)
 		int e = errno;
 
 		if (e == EWOULDBLOCK)
-			snprintf(
-			    err, errlen,
-			    "%s: already served (another bufiofs, or twice in this config, holds its lock); "
-			    "two caches on one backing would corrupt it",
-			    path);
+			snprintf(err, errlen,
+			         "%s: already served (another bufiofs, or twice in this config, "
+			         "holds its lock); "
+			         "two caches on one backing would corrupt it",
+			         path);
 		else
 			snprintf(err, errlen, "%s: cannot lock: %s", path, strerror(e));
 		close(fd);
