@@ -9,11 +9,13 @@
  *    [start, end) (end 0 = no upper bound); a zero-length io (flush) has no
  *    range and matches any range;
  *  - the first ->after matching ios pass untouched (no failure, no delay);
- *  - later matching ios get ->delay_us (the largest of all matching rules);
- *  - they fail with ->error (the first rule that fires wins) while fewer than
- *    ->count have failed by this rule (0 = no limit), each with chance
- *    ->probability ppm (0 = always), drawn from a PRNG seeded by
- *    BUFIO_FAULT_SEED (default fixed), so runs are repeatable.
+ *  - each later one is hit with chance ->probability ppm (0 = always), drawn
+ *    from a PRNG seeded by BUFIO_FAULT_SEED (default fixed), so runs are
+ *    repeatable; so {probability, delay_us} alone delays a random share;
+ *  - a hit io gets ->delay_us (the largest of all rules that hit it) and
+ *    fails with ->error (the first rule that fails it wins) while fewer than
+ *    ->count have failed by this rule (0 = no limit); once ->count is spent
+ *    the rule still delays.
  *
  * Where completions run: an io failed by a rule without delay is completed
  * inline by the submitter, before submit returns, and never reaches the lower
@@ -125,11 +127,11 @@ static void apply_rules(struct be_fault *fb, struct fault_req *req)
 			continue;
 		if (++rs->seen <= r->after)
 			continue;
+		if (r->probability && rng_next(&fb->rng) % 1000000 >= r->probability)
+			continue;
 		if (r->delay_us > req->delay_us)
 			req->delay_us = r->delay_us;
 		if (req->err || !r->error || (r->count && rs->failed >= r->count))
-			continue;
-		if (r->probability && rng_next(&fb->rng) % 1000000 >= r->probability)
 			continue;
 		req->err = r->error;
 		rs->failed++;

@@ -279,6 +279,28 @@ START_TEST(test_probability)
 	ck_assert_int_ne(memcmp(a, b, N), 0);
 	unsetenv("BUFIO_FAULT_SEED");
 
+	/* probability picks which ios a delay-only rule hits, too */
+	{
+		struct bufio_backend *m = be_memory_create(1 * MIB, 1);
+		struct bufio_backend *f = be_fault_create(m, true);
+		struct tio t[64];
+		struct log l;
+		unsigned inline_done = 0;
+
+		log_init(&l);
+		be_fault_add_rule(f, &(struct be_fault_rule){.probability = 500000, .delay_us = 1000});
+		for (int i = 0; i < 64; i++) {
+			tio_set(&t[i], &l, i, BUFIO_OP_READ, buf, 0, 1);
+			bufio_backend_submit(f, &t[i].io);
+		}
+		log_wait(&l, 64);
+		for (int i = 0; i < 64; i++)
+			inline_done += pthread_equal(l.thread[i], pthread_self());
+		ck_assert_msg(inline_done >= 16 && inline_done <= 48, "%u of 64 undelayed",
+			      inline_done);
+		bufio_backend_close(f);
+	}
+
 	got = run_probability(1000000, 1000, a);
 	ck_assert_uint_eq(got, 1000);
 	got = run_probability(1, 1000, a);
