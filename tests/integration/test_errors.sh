@@ -37,7 +37,32 @@ dd if=/dev/zero of="$D" bs=4096 seek=$((SIZE / 4096 - 1)) count=2 conv=notrunc s
 	fail "a write crossing the end must end in ENOSPC"
 grep -q "No space left on device" "$TMP/dd.err" || fail "crossing the end: $(cat "$TMP/dd.err")"
 [ "$(dd if="$D" bs=4096 skip=$((SIZE / 4096)) status=none | wc -c)" -eq 0 ] || fail "read past the end returned data"
+
+log "backing errors reach the caller: EIO on a read and on a partial write's read"
+# Shrinking the backing behind the daemon's back makes its reads fail.
+truncate -s 8M "$BACKING"
+echo 1 >"$MNT/control/disk/drop_caches"
+expect_errno "Input/output error" dd if="$D" of=/dev/null bs=4096 skip=3072 count=1 status=none
+expect_errno "Input/output error" dd if=/dev/zero of="$D" bs=512 seek=24576 count=1 conv=notrunc status=none
+[ "$(ctl "$MNT" disk/read_errors)" -gt 0 ] || fail "read_errors not counted"
+truncate -s $SIZE "$BACKING"
+dd if="$D" of=/dev/null bs=4096 skip=3072 count=1 status=none || fail "a failed read was cached"
 stop_term "$DAEMON_PID"
+
+log "write-back errors reach fsync and the exit status: ENOSPC from a full backing"
+SMALL=$TMP/small
+mkdir -p "$SMALL"
+mount -t tmpfs -o size=8M tmpfs "$SMALL"
+FS_MOUNTS+=("$SMALL")
+truncate -s 32M "$SMALL/sparse.img"
+start_fg "$SMALL/sparse.img" "$TMP/fuse2" -o writeback_ratio=1000,dirty_expire_seconds=0
+expect_errno "No space left on device" \
+	dd if=/dev/urandom of="$TMP/fuse2/disk" bs=1M count=16 conv=notrunc,fsync status=none
+kill -TERM "$DAEMON_PID"
+wait_rc "$DAEMON_PID"
+[ "$RC" -ne 0 ] || fail "exit status 0 although the final write-back failed"
+grep -q "final write-back" "$TMP/daemon.log" || fail "the failed final write-back was not logged"
+umount "$SMALL"
 
 log "readonly: EROFS"
 start_fg "$BACKING" "$MNT" -o readonly
