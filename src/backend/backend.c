@@ -60,18 +60,18 @@ static void sync_done(struct bufio_io *io, int res)
  * Must not be called from a completion callback of a backend that completes
  * asynchronously: the thread that would complete it is the one waiting.
  */
-int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *buf,
-			  uint64_t offset, uint64_t len)
+int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *buf, uint64_t offset,
+                          uint64_t len)
 {
 	struct sync_wait w = {.done = false, .res = 0};
 	struct bufio_io io = {
-		.next = NULL,
-		.buf = buf,
-		.offset = offset,
-		.len = len,
-		.done = sync_done,
-		.private = &w,
-		.op = (uint8_t)op,
+	    .next = NULL,
+	    .buf = buf,
+	    .offset = offset,
+	    .len = len,
+	    .done = sync_done,
+	    .private = &w,
+	    .op = (uint8_t)op,
 	};
 
 	pthread_mutex_init(&w.lock, NULL);
@@ -107,8 +107,7 @@ int be_check_io(const struct bufio_backend *be, const struct bufio_io *io)
 	}
 	if ((io->offset & mask) || (io->len & mask))
 		return -EINVAL;
-	if (io->op != BUFIO_OP_DISCARD && io->len &&
-	    (!io->buf || ((uintptr_t)io->buf & mask)))
+	if (io->op != BUFIO_OP_DISCARD && io->len && (!io->buf || ((uintptr_t)io->buf & mask)))
 		return -EINVAL;
 	if (io->offset > be->size || io->len > be->size - io->offset)
 		return -EIO;

@@ -36,9 +36,9 @@ struct be_file {
 	struct bufio_backend be;
 	int fd;
 	bool blkdev;
-	unsigned lbs;     /* logical block size of a block device */
-	size_t max_xfer;  /* bytes per read/write system call or SQE */
-	char *path;       /* owned copy, be.path points to it */
+	unsigned lbs;    /* logical block size of a block device */
+	size_t max_xfer; /* bytes per read/write system call or SQE */
+	char *path;      /* owned copy, be.path points to it */
 };
 
 /*
@@ -85,8 +85,8 @@ void be_pool_stop(struct be_pool *p);
  * that io_uring itself is unavailable (so AUTO may fall back).
  */
 int be_uring_create(const struct be_file *f, const struct bufio_backend_options *opts,
-		    struct bufio_backend **out, bool *ring_failed);
+                    struct bufio_backend **out, bool *ring_failed);
 int be_threads_create(const struct be_file *f, const struct bufio_backend_options *opts,
-		      struct bufio_backend **out);
+                      struct bufio_backend **out);
 
 #endif

@@ -46,8 +46,8 @@ struct fault_req {
 	struct be_fault *fb;
 	uint64_t due_ns;
 	unsigned delay_us;
-	int err;   /* the rule's error: not sent below */
-	int res;   /* the result to deliver (held ios) */
+	int err; /* the rule's error: not sent below */
+	int res; /* the result to deliver (held ios) */
 	struct fault_req *next;
 };
 
@@ -327,8 +327,8 @@ static void fault_close(struct bufio_backend *be)
 }
 
 static const struct bufio_backend_ops fault_ops = {
-	.submit = fault_submit,
-	.close = fault_close,
+    .submit = fault_submit,
+    .close = fault_close,
 };
 
 struct bufio_backend *be_fault_create(struct bufio_backend *lower, bool own_lower)
@@ -380,8 +380,8 @@ int be_fault_add_rule(struct bufio_backend *be, const struct be_fault_rule *rule
 	struct be_fault *fb = to_fault(be);
 	int id;
 
-	if (!fb || !rule || rule->error > 0 || rule->probability > 1000000 ||
-	    (rule->ops & ~0xfu) || (rule->end && rule->end <= rule->start))
+	if (!fb || !rule || rule->error > 0 || rule->probability > 1000000 || (rule->ops & ~0xfu) ||
+	    (rule->end && rule->end <= rule->start))
 		return -EINVAL;
 	pthread_mutex_lock(&fb->lock);
 	if (fb->nrules == fb->cap) {

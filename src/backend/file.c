@@ -19,8 +19,8 @@
 #include "be_int.h"
 
 /* Above the io_uring ring limit the kernel refuses anyway; catches garbage. */
-#define MAX_QUEUE_DEPTH 32768
-#define MAX_THREADS 1024
+#define MAX_QUEUE_DEPTH   32768
+#define MAX_THREADS       1024
 #define DEFAULT_DIO_ALIGN 4096
 
 size_t be_file_max_xfer(void)
@@ -112,8 +112,7 @@ int be_file_discard_sync(struct be_file *f, uint64_t off, uint64_t len)
 	int ret;
 
 	if (!f->blkdev)
-		return retry_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-				       len);
+		return retry_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 	/*
 	 * A buffered block-device backend accepts byte ranges, the block layer
 	 * only whole logical blocks: write zeroes over the partial ends.
@@ -152,7 +151,8 @@ int be_file_exec(struct be_file *f, struct bufio_io *io)
 		return -EINVAL;
 	}
 	while (done < io->len) {
-		size_t chunk = io->len - done < f->max_xfer ? (size_t)(io->len - done) : f->max_xfer;
+		size_t chunk =
+		    io->len - done < f->max_xfer ? (size_t)(io->len - done) : f->max_xfer;
 		ssize_t n = pread(f->fd, (char *)io->buf + done, chunk, (off_t)(io->offset + done));
 
 		if (n < 0) {
@@ -241,11 +241,10 @@ static struct bufio_backend *fail(int fd, int err)
 	return NULL;
 }
 
-struct bufio_backend *bufio_backend_open(const char *path,
-					 const struct bufio_backend_options *opts)
+struct bufio_backend *bufio_backend_open(const char *path, const struct bufio_backend_options *opts)
 {
 	static const struct bufio_backend_options defaults = {.engine = BUFIO_ENGINE_AUTO,
-							       .direct = 0};
+	                                                      .direct = 0};
 	struct be_file f = {.fd = -1};
 	struct bufio_backend *be = NULL;
 	struct stat st;
@@ -259,12 +258,12 @@ struct bufio_backend *bufio_backend_open(const char *path,
 		errno = EINVAL;
 		return NULL;
 	}
-	if ((unsigned)opts->engine > BUFIO_ENGINE_THREADS ||
-	    opts->queue_depth > MAX_QUEUE_DEPTH || opts->threads > MAX_THREADS) {
+	if ((unsigned)opts->engine > BUFIO_ENGINE_THREADS || opts->queue_depth > MAX_QUEUE_DEPTH ||
+	    opts->threads > MAX_THREADS) {
 		fprintf(stderr,
-			"bufio: invalid backend options for %s (engine %d, queue depth %u, "
-			"threads %u)\n",
-			path, (int)opts->engine, opts->queue_depth, opts->threads);
+		        "bufio: invalid backend options for %s (engine %d, queue depth %u, "
+		        "threads %u)\n",
+		        path, (int)opts->engine, opts->queue_depth, opts->threads);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -281,12 +280,12 @@ struct bufio_backend *bufio_backend_open(const char *path,
 
 		if (err == EISDIR) {
 			fprintf(stderr, "bufio: %s is neither a regular file nor a block device\n",
-				path);
+			        path);
 			return fail(-1, EINVAL);
 		}
 		if (err == EINVAL && direct)
 			fprintf(stderr, "bufio: cannot open %s with O_DIRECT (%s)\n", path,
-				strerror(err));
+			        strerror(err));
 		else
 			fprintf(stderr, "bufio: cannot open %s (%s)\n", path, strerror(err));
 		return fail(-1, err);
@@ -305,7 +304,7 @@ struct bufio_backend *bufio_backend_open(const char *path,
 		int err = errno;
 
 		fprintf(stderr, "bufio: cannot set the file flags of %s (%s)\n", path,
-			strerror(err));
+		        strerror(err));
 		return fail(fd, err);
 	}
 
@@ -320,7 +319,7 @@ struct bufio_backend *bufio_backend_open(const char *path,
 			int err = errno;
 
 			fprintf(stderr, "bufio: cannot get the size of block device %s (%s)\n",
-				path, strerror(err));
+			        path, strerror(err));
 			return fail(fd, err);
 		}
 		f.be.size = size;
@@ -340,14 +339,14 @@ struct bufio_backend *bufio_backend_open(const char *path,
 					int err = errno;
 
 					fprintf(stderr, "bufio: cannot open %s (%s)\n", path,
-						strerror(err));
+					        strerror(err));
 					return fail(fd, err);
 				}
 			} else if (!a) {
 				fprintf(stderr,
-					"bufio: cannot open %s with O_DIRECT (the filesystem does "
-					"not support direct I/O on it)\n",
-					path);
+				        "bufio: cannot open %s with O_DIRECT (the filesystem does "
+				        "not support direct I/O on it)\n",
+				        path);
 				return fail(fd, EINVAL);
 			} else {
 				f.be.align = a;
@@ -369,7 +368,7 @@ struct bufio_backend *bufio_backend_open(const char *path,
 		 * no data, so the flag tells the truth before the first discard.
 		 */
 		ret = retry_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				      (uint64_t)st.st_size, 4096);
+		                      (uint64_t)st.st_size, 4096);
 		if (ret == 0)
 			f.be.flags |= BUFIO_BE_DISCARD;
 	}
@@ -384,15 +383,17 @@ struct bufio_backend *bufio_backend_open(const char *path,
 	if (opts->engine != BUFIO_ENGINE_THREADS) {
 		ret = be_uring_create(&f, opts, &be, &ring_failed);
 		if (ret && ring_failed && opts->engine == BUFIO_ENGINE_AUTO) {
-			fprintf(stderr, "bufio: io_uring unavailable on %s (%s), using the thread pool\n",
-				path, strerror(-ret));
+			fprintf(stderr,
+			        "bufio: io_uring unavailable on %s (%s), using the thread pool\n",
+			        path, strerror(-ret));
 		} else if (ret) {
 			if (ring_failed)
 				fprintf(stderr, "bufio: io_uring unavailable on %s (%s)\n", path,
-					strerror(-ret));
+				        strerror(-ret));
 			else
-				fprintf(stderr, "bufio: cannot start the io_uring engine on %s (%s)\n",
-					path, strerror(-ret));
+				fprintf(stderr,
+				        "bufio: cannot start the io_uring engine on %s (%s)\n",
+				        path, strerror(-ret));
 			be_file_release(&f);
 			errno = -ret;
 			return NULL;
@@ -402,7 +403,7 @@ struct bufio_backend *bufio_backend_open(const char *path,
 		ret = be_threads_create(&f, opts, &be);
 		if (ret) {
 			fprintf(stderr, "bufio: cannot start the I/O threads for %s (%s)\n", path,
-				strerror(-ret));
+			        strerror(-ret));
 			be_file_release(&f);
 			errno = -ret;
 			return NULL;

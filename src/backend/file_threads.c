@@ -140,12 +140,12 @@ static void threads_close(struct bufio_backend *be)
 }
 
 static const struct bufio_backend_ops threads_ops = {
-	.submit = threads_submit,
-	.close = threads_close,
+    .submit = threads_submit,
+    .close = threads_close,
 };
 
 int be_threads_create(const struct be_file *f, const struct bufio_backend_options *opts,
-		      struct bufio_backend **out)
+                      struct bufio_backend **out)
 {
 	struct be_threads *t = calloc(1, sizeof(*t));
 	int ret;
@@ -156,7 +156,7 @@ int be_threads_create(const struct be_file *f, const struct bufio_backend_option
 	t->f.be.ops = &threads_ops;
 	t->f.be.name = "threads";
 	ret = be_pool_start(&t->pool, &t->f, opts->threads ? opts->threads : DEFAULT_THREADS,
-			    "bufio-io");
+	                    "bufio-io");
 	if (ret) {
 		free(t);
 		return ret;

@@ -16,7 +16,7 @@
 #include "be_int.h"
 
 #define DEFAULT_QUEUE_DEPTH 256
-#define REAP_BATCH 64
+#define REAP_BATCH          64
 
 /*
  * One slot per io the kernel may hold. There are as many slots as CQ entries,
@@ -66,7 +66,7 @@ static void flush_sq(struct be_uring *u)
 		if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
 			continue;
 		fprintf(stderr, "bufio: io_uring_submit failed on %s (%s)\n", u->f.path,
-			strerror(-ret));
+		        strerror(-ret));
 		abort();
 	}
 }
@@ -93,11 +93,11 @@ static void prep(struct be_uring *u, struct uring_req *r)
 	switch (io->op) {
 	case BUFIO_OP_READ:
 		io_uring_prep_read(sqe, u->f.fd, (char *)io->buf + r->done, chunk,
-				   io->offset + r->done);
+		                   io->offset + r->done);
 		break;
 	case BUFIO_OP_WRITE:
 		io_uring_prep_write(sqe, u->f.fd, (const char *)io->buf + r->done, chunk,
-				    io->offset + r->done);
+		                    io->offset + r->done);
 		break;
 	case BUFIO_OP_FLUSH:
 		io_uring_prep_fsync(sqe, u->f.fd, IORING_FSYNC_DATASYNC);
@@ -105,7 +105,7 @@ static void prep(struct be_uring *u, struct uring_req *r)
 	case BUFIO_OP_DISCARD:
 		/* regular files only; block devices go to the helper thread */
 		io_uring_prep_fallocate(sqe, u->f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					(off_t)io->offset, (off_t)io->len);
+		                        (off_t)io->offset, (off_t)io->len);
 		break;
 	}
 	io_uring_sqe_set_data(sqe, r);
@@ -217,8 +217,9 @@ static void *reaper_main(void *arg)
 		if (ret == -EINTR || ret == -EAGAIN)
 			continue;
 		if (ret < 0) {
-			fprintf(stderr, "bufio: waiting for io_uring completions on %s failed (%s)\n",
-				u->f.path, strerror(-ret));
+			fprintf(stderr,
+			        "bufio: waiting for io_uring completions on %s failed (%s)\n",
+			        u->f.path, strerror(-ret));
 			abort();
 		}
 		n = io_uring_peek_batch_cqe(&u->ring, cqes, REAP_BATCH);
@@ -243,14 +244,15 @@ static void *reaper_main(void *arg)
 				if (r->done >= io->len) {
 					res = 0;
 				} else if (r->done & (u->f.be.align - 1)) {
-					/* O_DIRECT stopped mid-block: EOF, and the rest could not be aligned */
+					/* O_DIRECT stopped mid-block: EOF, and the rest could not
+					 * be aligned */
 					res = -EIO;
 				} else {
 					prep(u, r); /* short transfer: the rest */
 					continue;
 				}
 			} else if (res == 0 &&
-				   (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
+			           (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
 				res = -EIO; /* end of file before the end of the io */
 			}
 			done[ndone].io = io;
@@ -296,15 +298,15 @@ static void uring_close(struct bufio_backend *be)
 }
 
 static const struct bufio_backend_ops uring_ops = {
-	.submit = uring_submit,
-	.close = uring_close,
+    .submit = uring_submit,
+    .close = uring_close,
 };
 
 /* Kernels before 5.6 have rings but not these opcodes. */
 static int probe_ops(struct io_uring *ring)
 {
 	static const int needed[] = {IORING_OP_NOP, IORING_OP_READ, IORING_OP_WRITE,
-				     IORING_OP_FSYNC, IORING_OP_FALLOCATE};
+	                             IORING_OP_FSYNC, IORING_OP_FALLOCATE};
 	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
 	int ret = 0;
 
@@ -319,7 +321,7 @@ static int probe_ops(struct io_uring *ring)
 }
 
 int be_uring_create(const struct be_file *f, const struct bufio_backend_options *opts,
-		    struct bufio_backend **out, bool *ring_failed)
+                    struct bufio_backend **out, bool *ring_failed)
 {
 	const char *force = getenv("BUFIO_FORCE_NO_URING");
 	unsigned depth = opts->queue_depth ? opts->queue_depth : DEFAULT_QUEUE_DEPTH;

@@ -97,8 +97,8 @@ static void memory_close(struct bufio_backend *be)
 }
 
 static const struct bufio_backend_ops memory_ops = {
-	.submit = memory_submit,
-	.close = memory_close,
+    .submit = memory_submit,
+    .close = memory_close,
 };
 
 struct bufio_backend *be_memory_create(uint64_t size, unsigned align)
@@ -120,7 +120,7 @@ struct bufio_backend *be_memory_create(uint64_t size, unsigned align)
 	m->map_size = (size_t)((size + page - 1) / page * page);
 	/* untouched pages cost nothing, so a 1 GiB test device is cheap */
 	m->data = mmap(NULL, m->map_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->data == MAP_FAILED) {
 		free(m);
 		errno = ENOMEM;

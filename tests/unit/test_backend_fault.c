@@ -20,7 +20,7 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
+#define MIB     (1024ull * 1024)
 #define OPB(op) (1u << (op))
 
 static uint64_t now_us(void)
@@ -89,14 +89,14 @@ static unsigned log_count(struct log *l)
 }
 
 static void tio_set(struct tio *t, struct log *l, int id, int op, void *buf, uint64_t off,
-		    uint64_t len)
+                    uint64_t len)
 {
 	t->io = (struct bufio_io){.buf = buf,
-				  .offset = off,
-				  .len = len,
-				  .done = tio_done,
-				  .private = t,
-				  .op = (uint8_t)op};
+	                          .offset = off,
+	                          .len = len,
+	                          .done = tio_done,
+	                          .private = t,
+	                          .op = (uint8_t)op};
 	t->log = l;
 	t->id = id;
 }
@@ -134,9 +134,9 @@ START_TEST(test_create_and_rule_errors)
 	ck_assert_int_eq(be_fault_add_rule(f, NULL), -EINVAL);
 	ck_assert_int_eq(be_fault_add_rule(f, &(struct be_fault_rule){.error = EIO}), -EINVAL);
 	ck_assert_int_eq(be_fault_add_rule(f, &(struct be_fault_rule){.probability = 1000001}),
-			 -EINVAL);
+	                 -EINVAL);
 	ck_assert_int_eq(be_fault_add_rule(f, &(struct be_fault_rule){.start = 10, .end = 10}),
-			 -EINVAL);
+	                 -EINVAL);
 	ck_assert_int_eq(be_fault_add_rule(f, &(struct be_fault_rule){.ops = 1u << 7}), -EINVAL);
 	/* not a fault backend */
 	ck_assert_int_eq(be_fault_add_rule(m, &(struct be_fault_rule){.error = -EIO}), -EINVAL);
@@ -157,8 +157,8 @@ START_TEST(test_op_mask)
 	struct be_counts k;
 
 	ck_assert_int_ge(be_fault_add_rule(f, &(struct be_fault_rule){.ops = OPB(BUFIO_OP_WRITE),
-								       .error = -ENOSPC}),
-			 0);
+	                                                              .error = -ENOSPC}),
+	                 0);
 	ck_assert_int_eq(one(f, BUFIO_OP_WRITE, buf, 0, 4096), -ENOSPC);
 	ck_assert_int_eq(one(f, BUFIO_OP_WRITE, buf, 8192, 512), -ENOSPC);
 	ck_assert_int_eq(one(f, BUFIO_OP_READ, buf, 0, 4096), 0);
@@ -221,10 +221,8 @@ START_TEST(test_after_and_count)
 	struct bufio_backend *f = be_fault_create(m, true);
 	int want[] = {0, 0, 0, -EIO, -EIO, 0, 0};
 
-	be_fault_add_rule(f, &(struct be_fault_rule){.ops = OPB(BUFIO_OP_READ),
-						     .after = 3,
-						     .count = 2,
-						     .error = -EIO});
+	be_fault_add_rule(f, &(struct be_fault_rule){
+	                         .ops = OPB(BUFIO_OP_READ), .after = 3, .count = 2, .error = -EIO});
 	for (int i = 0; i < 7; i++) {
 		/* writes do not match, so they do not advance the rule */
 		ck_assert_int_eq(one(f, BUFIO_OP_WRITE, buf, 0, 512), 0);
@@ -270,7 +268,7 @@ START_TEST(test_probability)
 	ck_assert_uint_eq(fails, got);
 	/* 2000 expected, sigma ~42: a wide but meaningful window */
 	ck_assert_msg(got > 1700 && got < 2300, "10%% of %d failed %llu", N,
-		      (unsigned long long)got);
+	              (unsigned long long)got);
 	/* the same seed gives the same sequence */
 	ck_assert_uint_eq(run_probability(100000, N, b), got);
 	ck_assert_int_eq(memcmp(a, b, N), 0);
@@ -288,7 +286,8 @@ START_TEST(test_probability)
 		unsigned inline_done = 0;
 
 		log_init(&l);
-		be_fault_add_rule(f, &(struct be_fault_rule){.probability = 500000, .delay_us = 1000});
+		be_fault_add_rule(f,
+		                  &(struct be_fault_rule){.probability = 500000, .delay_us = 1000});
 		for (int i = 0; i < 64; i++) {
 			tio_set(&t[i], &l, i, BUFIO_OP_READ, buf, 0, 1);
 			bufio_backend_submit(f, &t[i].io);
@@ -297,7 +296,7 @@ START_TEST(test_probability)
 		for (int i = 0; i < 64; i++)
 			inline_done += pthread_equal(l.thread[i], pthread_self());
 		ck_assert_msg(inline_done >= 16 && inline_done <= 48, "%u of 64 undelayed",
-			      inline_done);
+		              inline_done);
 		bufio_backend_close(f);
 	}
 
@@ -319,9 +318,10 @@ START_TEST(test_delay_ordering)
 
 	log_init(&l);
 	be_fault_add_rule(f, &(struct be_fault_rule){.start = 0, .end = 4096, .delay_us = 90000});
-	be_fault_add_rule(f, &(struct be_fault_rule){.start = 4096, .end = 8192, .delay_us = 30000});
+	be_fault_add_rule(f,
+	                  &(struct be_fault_rule){.start = 4096, .end = 8192, .delay_us = 30000});
 	be_fault_add_rule(f, &(struct be_fault_rule){
-				     .start = 8192, .end = 12288, .delay_us = 60000, .error = -EIO});
+	                         .start = 8192, .end = 12288, .delay_us = 60000, .error = -EIO});
 	tio_set(&t[0], &l, 0, BUFIO_OP_WRITE, buf, 0, 4096);
 	tio_set(&t[1], &l, 1, BUFIO_OP_WRITE, buf, 4096, 4096);
 	tio_set(&t[2], &l, 2, BUFIO_OP_WRITE, buf, 8192, 4096);
@@ -374,7 +374,7 @@ START_TEST(test_gate)
 		int op = i % 3 == 0 ? BUFIO_OP_READ : i % 3 == 1 ? BUFIO_OP_WRITE : BUFIO_OP_FLUSH;
 
 		tio_set(&t[i], &l, i, op, op == BUFIO_OP_FLUSH ? NULL : buf + 4096 * (i + 1),
-			(uint64_t)i * 4096, op == BUFIO_OP_FLUSH ? 0 : 4096);
+		        (uint64_t)i * 4096, op == BUFIO_OP_FLUSH ? 0 : 4096);
 		t[i].io.next = i < 5 ? &t[i + 1].io : NULL;
 	}
 	memset(buf + 8192, 0x99, 4096);
@@ -458,7 +458,7 @@ static void run_chain(struct bufio_backend *f, int n)
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.cond, NULL);
 	c.io = (struct bufio_io){
-		.buf = buf, .len = 512, .done = chain_done, .private = &c, .op = BUFIO_OP_WRITE};
+	    .buf = buf, .len = 512, .done = chain_done, .private = &c, .op = BUFIO_OP_WRITE};
 	bufio_backend_submit(f, &c.io);
 	pthread_mutex_lock(&c.lock);
 	while (c.calls < n)
@@ -493,8 +493,9 @@ START_TEST(test_over_file_backend)
 	ck_assert_ptr_nonnull(fb);
 	f = be_fault_create(fb, true);
 	ck_assert_str_eq(f->path, path);
-	be_fault_add_rule(f, &(struct be_fault_rule){
-				     .ops = OPB(BUFIO_OP_READ), .start = 0, .end = 4096, .error = -EIO});
+	be_fault_add_rule(f,
+	                  &(struct be_fault_rule){
+	                      .ops = OPB(BUFIO_OP_READ), .start = 0, .end = 4096, .error = -EIO});
 	be_fault_add_rule(f, &(struct be_fault_rule){.start = 4096 * 8, .delay_us = 20000});
 	fill_pattern(buf, 16 * 4096, 0, 4);
 	log_init(&l);

@@ -137,8 +137,8 @@ START_TEST(test_open_errors)
 	ck_assert_ptr_null(bufio_backend_open("/var/tmp", NULL));
 	ck_assert_int_eq(errno, EINVAL);
 	errno = 0;
-	ck_assert_ptr_null(bufio_backend_open("/var/tmp", &(struct bufio_backend_options){
-								  .readonly = true}));
+	ck_assert_ptr_null(
+	    bufio_backend_open("/var/tmp", &(struct bufio_backend_options){.readonly = true}));
 	ck_assert_int_eq(errno, EINVAL);
 	errno = 0;
 	ck_assert_ptr_null(bufio_backend_open("/dev/null", NULL));
@@ -155,13 +155,13 @@ START_TEST(test_open_errors)
 
 	/* one line per failure, naming what failed and where */
 	ck_assert_msg(strstr(log, "bufio: cannot open /var/tmp/bufio-no-such-dir/file (No such "
-				  "file or directory)\n"),
-		      "log: %s", log);
+	                          "file or directory)\n"),
+	              "log: %s", log);
 	ck_assert_msg(strstr(log, "bufio: /var/tmp is neither a regular file nor a block device\n"),
-		      "log: %s", log);
+	              "log: %s", log);
 	ck_assert_msg(strstr(log, "bufio: /dev/null is neither"), "log: %s", log);
 	ck_assert_msg(strstr(log, "invalid backend options for /var/tmp/bufio-test-"), "log: %s",
-		      log);
+	              log);
 }
 END_TEST
 
@@ -200,9 +200,9 @@ START_TEST(test_roundtrip)
 	fill_pattern(buf, 256 * KIB, 5, (uint32_t)_i);
 	/* unaligned offsets and lengths are fine without O_DIRECT */
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_WRITE, buf, 1 * MIB + 7, 256 * KIB - 3),
-			 0);
+	                 0);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 1 * MIB + 7, 256 * KIB - 3),
-			 0);
+	                 0);
 	ck_assert_int_eq(memcmp(buf, back, 256 * KIB - 3), 0);
 	/* and it reached the file */
 	fd = open(path, O_RDONLY);
@@ -406,11 +406,11 @@ START_TEST(test_batch_1000)
 	for (int i = 0; i < N; i++) {
 		fill_pattern(buf + (size_t)i * BS, BS, (uint64_t)i, 77);
 		ios[i] = (struct bufio_io){.buf = buf + (size_t)i * BS,
-					   .offset = (uint64_t)i * BS,
-					   .len = BS,
-					   .done = waiter_done,
-					   .private = &w,
-					   .op = BUFIO_OP_WRITE};
+		                           .offset = (uint64_t)i * BS,
+		                           .len = BS,
+		                           .done = waiter_done,
+		                           .private = &w,
+		                           .op = BUFIO_OP_WRITE};
 		bufio_plug_add(&plug, &ios[i]);
 	}
 	bufio_plug_finish(&plug, be);
@@ -429,7 +429,7 @@ START_TEST(test_batch_1000)
 	ck_assert_uint_eq(w.done, N);
 	for (int i = 0; i < N; i++)
 		ck_assert_msg(check_pattern(buf + (size_t)i * BS, BS, (uint64_t)i, 77), "block %d",
-			      i);
+		              i);
 	bufio_backend_close(be);
 	unlink(path);
 	free(ios);
@@ -466,11 +466,11 @@ static void fan_issue(struct fan *f, unsigned n)
 		struct bufio_io *io = &f->ios[i];
 
 		*io = (struct bufio_io){.buf = f->buf + (size_t)i * FAN_BS,
-					.offset = (uint64_t)i * FAN_BS,
-					.len = FAN_BS,
-					.done = fan_done,
-					.private = f,
-					.op = BUFIO_OP_WRITE};
+		                        .offset = (uint64_t)i * FAN_BS,
+		                        .len = FAN_BS,
+		                        .done = fan_done,
+		                        .private = f,
+		                        .op = BUFIO_OP_WRITE};
 		fill_pattern(io->buf, FAN_BS, i, 5);
 		*tail = io;
 		tail = &io->next;
@@ -513,9 +513,8 @@ START_TEST(test_callback_resubmits)
 	pthread_mutex_unlock(&f->lock);
 	ck_assert_uint_eq(f->errors, 0);
 	ck_assert_uint_eq(f->issued, FAN_TOTAL);
-	ck_assert_int_eq(bufio_backend_rw_sync(f->be, BUFIO_OP_READ, back, 0,
-					       (uint64_t)FAN_TOTAL * FAN_BS),
-			 0);
+	ck_assert_int_eq(
+	    bufio_backend_rw_sync(f->be, BUFIO_OP_READ, back, 0, (uint64_t)FAN_TOTAL * FAN_BS), 0);
 	for (unsigned i = 0; i < FAN_TOTAL; i++)
 		ck_assert(check_pattern(back + (size_t)i * FAN_BS, FAN_BS, i, 5));
 	bufio_backend_close(f->be);
@@ -548,11 +547,11 @@ static void conc_worker(void *arg, unsigned idx)
 
 			fill_pattern(buf + i * 4096, 4096, blk, 21);
 			ios[i] = (struct bufio_io){.buf = buf + i * 4096,
-						   .offset = blk * 4096,
-						   .len = 4096,
-						   .done = waiter_done,
-						   .private = &w,
-						   .op = BUFIO_OP_WRITE};
+			                           .offset = blk * 4096,
+			                           .len = 4096,
+			                           .done = waiter_done,
+			                           .private = &w,
+			                           .op = BUFIO_OP_WRITE};
 			bufio_plug_add(&plug, &ios[i]);
 		}
 		bufio_plug_finish(&plug, c->be);
@@ -599,14 +598,14 @@ START_TEST(test_mixed_batch)
 	waiter_init(&w);
 	for (int i = 0; i < 4; i++) {
 		ios[i] = (struct bufio_io){.next = i < 3 ? &ios[i + 1] : NULL,
-					   .buf = buf + i * 4096,
-					   .offset = (uint64_t)i * 4096,
-					   .len = 4096,
-					   .done = waiter_done,
-					   .private = &w,
-					   .op = BUFIO_OP_WRITE};
+		                           .buf = buf + i * 4096,
+		                           .offset = (uint64_t)i * 4096,
+		                           .len = 4096,
+		                           .done = waiter_done,
+		                           .private = &w,
+		                           .op = BUFIO_OP_WRITE};
 	}
-	ios[1].offset = 1 * MIB;  /* past the end */
+	ios[1].offset = 1 * MIB; /* past the end */
 	ios[3].buf = buf + 4097; /* misaligned for O_DIRECT */
 	bufio_backend_submit(be, ios);
 	waiter_wait(&w, 4);
@@ -635,9 +634,9 @@ START_TEST(test_uring_fallback)
 	ck_assert_ptr_nonnull(be);
 	ck_assert_str_eq(be->name, "threads");
 	snprintf(want, sizeof(want),
-		 "bufio: io_uring unavailable on %s (Operation not permitted), using the thread "
-		 "pool\n",
-		 path);
+	         "bufio: io_uring unavailable on %s (Operation not permitted), using the thread "
+	         "pool\n",
+	         path);
 	ck_assert_str_eq(log, want);
 	memset(buf, 0x33, 4096);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_WRITE, buf, 4096, 4096), 0);
@@ -654,8 +653,8 @@ START_TEST(test_uring_fallback)
 	log = capture_end(&c);
 	ck_assert_ptr_null(be);
 	ck_assert_int_eq(errno, EPERM);
-	snprintf(want, sizeof(want), "bufio: io_uring unavailable on %s (Operation not permitted)\n",
-		 path);
+	snprintf(want, sizeof(want),
+	         "bufio: io_uring unavailable on %s (Operation not permitted)\n", path);
 	ck_assert_str_eq(log, want);
 
 	/* the thread pool never asks for a ring, so it says nothing */
@@ -688,7 +687,8 @@ static char *loop_attach(const char *file)
 	char cmd[512];
 	FILE *p;
 
-	if (access("/dev/loop-control", R_OK | W_OK) != 0 || system("command -v losetup >/dev/null"))
+	if (access("/dev/loop-control", R_OK | W_OK) != 0 ||
+	    system("command -v losetup >/dev/null"))
 		return NULL;
 	snprintf(cmd, sizeof(cmd), "losetup -f --show %s 2>/dev/null", file);
 	p = popen(cmd, "r");
@@ -742,17 +742,15 @@ START_TEST(test_block_device)
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_FLUSH, NULL, 0, 0), 0);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 4 * MIB, 1 * MIB), 0);
 	ck_assert(check_pattern(back, 1 * MIB, 8, 8));
-	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_DISCARD, NULL, 4 * MIB + 512,
-					       512 * KIB),
-			 0);
+	ck_assert_int_eq(
+	    bufio_backend_rw_sync(be, BUFIO_OP_DISCARD, NULL, 4 * MIB + 512, 512 * KIB), 0);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 4 * MIB, 1 * MIB), 0);
 	ck_assert(check_pattern(back, 512, 8, 8));
 	for (uint64_t i = 512; i < 512 + 512 * KIB; i++)
 		if (back[i])
 			ck_abort_msg("byte %llu not zero after discard", (unsigned long long)i);
-	ck_assert_int_eq(memcmp(back + 512 + 512 * KIB, buf + 512 + 512 * KIB,
-				1 * MIB - 512 - 512 * KIB),
-			 0);
+	ck_assert_int_eq(
+	    memcmp(back + 512 + 512 * KIB, buf + 512 + 512 * KIB, 1 * MIB - 512 - 512 * KIB), 0);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 64 * MIB, 512), -EIO);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back + 1, 0, 512), -EINVAL);
 	bufio_backend_close(be);
@@ -761,10 +759,9 @@ START_TEST(test_block_device)
 	be = open_engine(dev, _i, 0, false);
 	ck_assert_uint_eq(bufio_backend_alignment(be), 1);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_WRITE, buf, 8 * MIB, 1 * MIB), 0);
-	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_DISCARD, NULL, 8 * MIB + 100, 9000),
-			 0);
+	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_DISCARD, NULL, 8 * MIB + 100, 9000), 0);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_DISCARD, NULL, 8 * MIB + 20000, 300),
-			 0);
+	                 0);
 	ck_assert_int_eq(bufio_backend_rw_sync(be, BUFIO_OP_READ, back, 8 * MIB, 1 * MIB), 0);
 	ck_assert_int_eq(memcmp(back, buf, 100), 0);
 	for (int i = 100; i < 9100; i++)

@@ -121,10 +121,9 @@ START_TEST(test_past_end)
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, buf, 1 * MIB - 512, 1024), -EIO);
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_WRITE, buf, 2 * MIB, 512), -EIO);
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_DISCARD, NULL, 1 * MIB - 512, 1024),
-			 -EIO);
+	                 -EIO);
 	/* offset + len wrapping around must not pass the range check */
-	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, buf, 512, UINT64_MAX - 511),
-			 -EIO);
+	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, buf, 512, UINT64_MAX - 511), -EIO);
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, buf, 1 * MIB - 512, 512), 0);
 	free(buf);
 	bufio_backend_close(m);
@@ -179,11 +178,11 @@ START_TEST(test_inline_completion_and_batch)
 	for (int i = 0; i < N; i++) {
 		fill_pattern(buf + i * 4096ull, 4096, (uint64_t)i, 3);
 		ios[i] = (struct bufio_io){.buf = buf + i * 4096ull,
-					   .offset = (uint64_t)(N - 1 - i) * 4096,
-					   .len = 4096,
-					   .done = rec_done,
-					   .private = &recs[i],
-					   .op = BUFIO_OP_WRITE};
+		                           .offset = (uint64_t)(N - 1 - i) * 4096,
+		                           .len = 4096,
+		                           .done = rec_done,
+		                           .private = &recs[i],
+		                           .op = BUFIO_OP_WRITE};
 		bufio_plug_add(&plug, &ios[i]);
 	}
 	ck_assert_uint_eq(plug.count, N);
@@ -193,9 +192,9 @@ START_TEST(test_inline_completion_and_batch)
 		ck_assert_int_eq(recs[i].calls, 1);
 		ck_assert_int_eq(recs[i].res, 0);
 		ck_assert(pthread_equal(recs[i].thread, pthread_self()));
-		ck_assert(check_pattern((unsigned char *)be_memory_data(m) +
-						(uint64_t)(N - 1 - i) * 4096,
-					4096, (uint64_t)i, 3));
+		ck_assert(
+		    check_pattern((unsigned char *)be_memory_data(m) + (uint64_t)(N - 1 - i) * 4096,
+		                  4096, (uint64_t)i, 3));
 	}
 	be_memory_counts(m, &k);
 	ck_assert_uint_eq(k.batches, 1);
@@ -242,7 +241,7 @@ START_TEST(test_callback_resubmits)
 
 	memset(buf, 0x11, 512);
 	c.io = (struct bufio_io){
-		.buf = buf, .len = 512, .done = chain_done, .private = &c, .op = BUFIO_OP_WRITE};
+	    .buf = buf, .len = 512, .done = chain_done, .private = &c, .op = BUFIO_OP_WRITE};
 	bufio_backend_submit(m, &c.io);
 	ck_assert_int_eq(c.calls, 50);
 	be_memory_counts(m, &k);
@@ -267,11 +266,11 @@ static void par_worker(void *arg, unsigned idx)
 		uint64_t blk = idx * 500ull + (uint64_t)i;
 
 		fill_pattern(buf, 4096, blk, 9);
-		ck_assert_int_eq(bufio_backend_rw_sync(p->be, BUFIO_OP_WRITE, buf, blk * 4096, 4096),
-				 0);
+		ck_assert_int_eq(
+		    bufio_backend_rw_sync(p->be, BUFIO_OP_WRITE, buf, blk * 4096, 4096), 0);
 		memset(buf, 0, 4096);
 		ck_assert_int_eq(bufio_backend_rw_sync(p->be, BUFIO_OP_READ, buf, blk * 4096, 4096),
-				 0);
+		                 0);
 		ck_assert(check_pattern(buf, 4096, blk, 9));
 	}
 	free(buf);
