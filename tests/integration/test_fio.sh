@@ -6,6 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 need_fuse
 need_tools fio cmp
+cd "$TMP" # fio leaves verify state files in the working directory
 
 BACKING=$TMP/backing.img
 MNT=$TMP/fuse
