@@ -299,10 +299,25 @@ static void stress_thread(void *arg, unsigned idx)
 			 */
 			struct bufio_buffer *b;
 			if (!make_clean(s, blk) && read_verify(s, blk, &b, "move")) {
+				unsigned char *old_to = malloc(s->bs);
+				memcpy(old_to, shadow_of(s, to), s->bs);
 				bufio_release_move(b, to);
 				memcpy(shadow_of(s, to), shadow_of(s, blk), s->bs);
-				if (read_verify(s, to, &b, "moved"))
+				unsigned char *p = bufio_read(s->c, to, &b);
+				if (!p) {
+					bad(s, "read of block %llu after a move: %s",
+					    (unsigned long long)to, strerror(errno));
+				} else {
+					if (memcmp(p, shadow_of(s, to), s->bs))
+						bad(s,
+						    "block %llu moved to %llu reads %s, not the "
+						    "moved data",
+						    (unsigned long long)blk, (unsigned long long)to,
+						    memcmp(p, old_to, s->bs) ? "something else"
+									     : "its old contents");
 					bufio_release(b);
+				}
+				free(old_to);
 				if (read_verify(s, blk, &b, "move source"))
 					bufio_release(b);
 			}
