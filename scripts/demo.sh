@@ -22,7 +22,7 @@ echo
 echo "== a quick fio job (4 KiB random read/write, crc32c verify) against $mnt/disk"
 if command -v fio >/dev/null; then
 	fio --name=demo --filename="$mnt/disk" --size=64M --bs=4k --rw=randrw \
-		--ioengine=psync --verify=crc32c --do_verify=1 --runtime=5 --time_based=0 \
+		--ioengine=psync --verify=crc32c --do_verify=1 --verify_state_save=0 --runtime=5 --time_based=0 \
 		--output-format=terse --terse-version=3 >/dev/null && echo "fio: verified OK"
 fi
 echo

@@ -97,6 +97,8 @@ struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned bloc
 	c->data_align = align > 64 ? align : 64;
 	if (block_size >= 4096 && c->data_align < 4096)
 		c->data_align = 4096;
+	c->alloc_callback = alloc_callback;
+	c->write_callback = write_callback;
 	c->minimum_buffers = BUFIO_MIN_BUFFERS;
 	atomic_store(&c->writeback_ratio, BUFIO_WRITEBACK_RATIO);
 	atomic_store(&c->dirty_expire, BUFIO_DEFAULT_DIRTY_EXPIRE);
@@ -110,10 +112,6 @@ struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned bloc
 		errno = -r;
 		return NULL;
 	}
-	/* The reserve is allocated, the alloc callbacks ran for it; later
-	 * allocations come from the budget like any other. */
-	c->alloc_callback = alloc_callback;
-	c->write_callback = write_callback;
 	return c;
 }
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -107,26 +108,6 @@ void bufio_forget_buffers(struct bufio_client *c, uint64_t block, uint64_t n_blo
 		bufio_forget(c, block);
 }
 
-/* Write @b's whole block to @byte_off and wait; records a failure. */
-static int write_block_sync(struct bufio_buffer *b, uint64_t block)
-{
-	struct bufio_client *c = b->c;
-	if (c->write_callback)
-		c->write_callback(b);
-	int r = bufio_backend_rw_sync(c->be, BUFIO_OP_WRITE, b->data, block_to_byte(c, block),
-	                              c->block_size);
-	stat_inc(c, ST_WRITES);
-	stat_add(c, ST_WRITE_BYTES, c->block_size);
-	if (r < 0) {
-		stat_inc(c, ST_WRITE_ERRORS);
-		pthread_mutex_lock(&c->lock);
-		if (!c->async_write_error)
-			c->async_write_error = r;
-		pthread_mutex_unlock(&c->lock);
-	}
-	return r;
-}
-
 /* Lock two shards in address order (they may be the same). */
 static void lock_pair(struct shard *a, struct shard *b)
 {
@@ -180,39 +161,35 @@ static bool clear_target(struct bufio_buffer *b, uint64_t block)
 	return true;
 }
 
-void bufio_release_move(struct bufio_buffer *b, uint64_t new_block)
+/*
+ * Someone else holds @b at its old block: cache a copy as @new_block.
+ * Returns false if @new_block got cached meanwhile (the caller retries).
+ */
+static bool move_by_copy(struct bufio_buffer *b, uint64_t new_block)
 {
 	struct bufio_client *c = b->c;
-	if (new_block >= c->n_blocks) {
-		fprintf(stderr, "bufio: release_move of block %llu to %llu: past the device end\n",
-		        (unsigned long long)b->block, (unsigned long long)new_block);
-		bufio_release(b);
-		return;
+	struct bufio_buffer *nb = buffer_alloc(c, true);
+	memcpy(nb->data, b->data, c->block_size);
+	bool created;
+	struct bufio_buffer *t = buffer_insert_or_find(c, new_block, nb, 0, 1, &created);
+	if (!created) {
+		buffer_put(t);
+		return false;
 	}
-	/* Unlike dm-bufio, nothing is written to the old block: the data
-	 * belongs to the new one now (copy-on-write users rely on that). */
-	while (!clear_target(b, new_block))
-		;
-	buffer_wait_clear(b, B_WRITING);
+	bufio_mark_buffer_dirty(t);
+	buffer_put(t);
+	return true;
+}
 
-	pthread_mutex_lock(&c->lock);
-	if (atomic_load(&b->hold) != 1 || (atomic_load(&b->state) & B_IO)) {
-		/* Others hold it at the old block: write the data to the new
-		 * place directly and leave the cached copy where it is. */
-		pthread_mutex_unlock(&c->lock);
-		write_block_sync(b, new_block);
-		bufio_release(b);
-		return;
-	}
+/* Rehash @b as @new_block, fully dirty; client lock held, @b idle and ours alone. */
+static bool move_in_place(struct bufio_buffer *b, uint64_t new_block)
+{
+	struct bufio_client *c = b->c;
 	struct shard *so = index_shard(c, b->block), *sn = index_shard(c, new_block);
 	lock_pair(so, sn);
-	if (index_find(sn, new_block)) {
-		/* Lost a race with a reader of the target: fall back as above. */
+	if (index_find(sn, new_block)) { /* a reader cached the target meanwhile */
 		unlock_pair(so, sn);
-		pthread_mutex_unlock(&c->lock);
-		write_block_sync(b, new_block);
-		bufio_release(b);
-		return;
+		return false;
 	}
 	index_remove(so, b);
 	b->block = new_block;
@@ -226,6 +203,41 @@ void bufio_release_move(struct bufio_buffer *b, uint64_t new_block)
 	b->dirty_start = 0;
 	b->dirty_end = c->block_size;
 	lru_relink(b, LIST_DIRTY);
-	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+void bufio_release_move(struct bufio_buffer *b, uint64_t new_block)
+{
+	struct bufio_client *c = b->c;
+	if (new_block >= c->n_blocks) {
+		fprintf(stderr, "bufio: release_move of block %llu to %llu: past the device end\n",
+		        (unsigned long long)b->block, (unsigned long long)new_block);
+		bufio_release(b);
+		return;
+	}
+	/* Unlike dm-bufio, nothing is written to the old block: the data
+	 * belongs to the new one now (copy-on-write users rely on that). */
+	for (;;) {
+		while (!clear_target(b, new_block))
+			;
+		pthread_mutex_lock(&c->lock);
+		/* Writes start only under this lock, so an idle buffer stays
+		 * idle until we unlock. */
+		if (atomic_load(&b->state) & B_WRITING) {
+			pthread_mutex_unlock(&c->lock);
+			buffer_wait_clear(b, B_WRITING);
+			continue;
+		}
+		if (atomic_load(&b->hold) != 1) {
+			pthread_mutex_unlock(&c->lock);
+			if (move_by_copy(b, new_block))
+				break;
+			continue;
+		}
+		bool moved = move_in_place(b, new_block);
+		pthread_mutex_unlock(&c->lock);
+		if (moved)
+			break;
+	}
 	bufio_release(b);
 }

@@ -198,6 +198,15 @@ int slab_init(struct slab *s, size_t obj_size);
 void slab_destroy(struct slab *s);
 bool alloc_should_fail(void);
 
+/*
+ * Publish @nb (freshly allocated) as @block with @state and @hold caller
+ * holds, unless the block got cached meanwhile: then @nb is freed and the
+ * cached buffer returned with one hold taken. No locks held on entry.
+ */
+struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t block,
+                                           struct bufio_buffer *nb, unsigned state, unsigned hold,
+                                           bool *created);
+
 /*---- wait.c: per-buffer futex waits ----*/
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits);
 void buffer_clear_wake(struct bufio_buffer *b, unsigned bits);

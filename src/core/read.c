@@ -15,7 +15,7 @@ enum new_flag { NF_READ, NF_NEW };
  * Insert a fresh buffer for @block unless one appeared meanwhile. Returns the
  * buffer holding one hold for the caller, with *@created telling which.
  */
-static struct bufio_buffer *insert_or_find(struct bufio_client *c, uint64_t block,
+struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t block,
                                            struct bufio_buffer *nb, unsigned state, unsigned hold,
                                            bool *created)
 {
@@ -63,7 +63,7 @@ static struct bufio_buffer *find_or_create(struct bufio_client *c, uint64_t bloc
 		io = io_alloc(c, true);
 	struct bufio_buffer *nb = buffer_alloc(c, true);
 	bool created;
-	b = insert_or_find(c, block, nb, nf == NF_READ ? B_READING : 0, 1, &created);
+	b = buffer_insert_or_find(c, block, nb, nf == NF_READ ? B_READING : 0, 1, &created);
 	if (!created) {
 		if (io)
 			io_free(c, io);
@@ -173,7 +173,8 @@ void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks)
 		}
 		bool created;
 		/* No caller hold: B_READING alone protects it from eviction. */
-		struct bufio_buffer *b = insert_or_find(c, block, nb, B_READING, 0, &created);
+		struct bufio_buffer *b =
+		    buffer_insert_or_find(c, block, nb, B_READING, 0, &created);
 		if (!created) {
 			buffer_put(b);
 			io_free(c, io);
