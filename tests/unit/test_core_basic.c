@@ -262,12 +262,13 @@ END_TEST
 /*---------------------------------------------------------------- callbacks */
 
 static int alloc_calls, write_calls;
-static uint64_t write_last_block = UINT64_MAX;
+static uint64_t alloc_last_block = UINT64_MAX, write_last_block = UINT64_MAX;
 
-/* Like dm-bufio's, called before the buffer is given its block number. */
+/* Called for a buffer given to a new block, which it can already see. */
 static void on_alloc(struct bufio_buffer *b)
 {
 	__atomic_add_fetch(&alloc_calls, 1, __ATOMIC_SEQ_CST);
+	alloc_last_block = bufio_get_block_number(b);
 	/* the aux data is ours to initialise here */
 	memset(bufio_get_aux_data(b), 0x11, 16);
 }
@@ -302,6 +303,7 @@ START_TEST(test_callbacks)
 	unsigned char *p = bufio_read(c, 5, &b);
 	ck_assert_ptr_nonnull(p);
 	ck_assert_int_eq(alloc_calls, a0 + 1);
+	ck_assert_uint_eq(alloc_last_block, 5);
 	unsigned char *aux = bufio_get_aux_data(b);
 	ck_assert_uint_eq(aux[0], 0x11);
 	ck_assert_uint_eq(aux[15], 0x11);
@@ -318,6 +320,7 @@ START_TEST(test_callbacks)
 	p = bufio_new(c, 9, &b);
 	ck_assert_ptr_nonnull(p);
 	ck_assert_int_eq(alloc_calls, a0 + 2);
+	ck_assert_uint_eq(alloc_last_block, 9);
 	memset(p, 0x77, bs);
 	bufio_mark_buffer_dirty(b);
 	bufio_release(b);
