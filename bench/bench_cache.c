@@ -44,8 +44,8 @@ static void die(const char *what)
 
 /*---------------------------------------------------------------- hits */
 
-#define HOT_PER_THREAD 2048u /* blocks each thread cycles over; a power of two */
-#define DEV_BLOCKS (1u << 18) /* 1 GiB of 4 KiB blocks, never touched: calloc'd */
+#define HOT_PER_THREAD 2048u      /* blocks each thread cycles over; a power of two */
+#define DEV_BLOCKS     (1u << 18) /* 1 GiB of 4 KiB blocks, never touched: calloc'd */
 
 struct hit_arg {
 	struct bufio_client *c;
@@ -66,10 +66,10 @@ static void *hit_thread(void *p)
 	for (uint64_t i = 0; i < a->iters; i++) {
 		uint64_t blk = a->blocks[i & (HOT_PER_THREAD - 1)];
 		unsigned char *d =
-			a->use_read ? bufio_read(a->c, blk, &b) : bufio_get(a->c, blk, &b);
+		    a->use_read ? bufio_read(a->c, blk, &b) : bufio_get(a->c, blk, &b);
 		if (__builtin_expect(!d, 0)) {
 			fprintf(stderr, "bench_cache: block %llu not cached\n",
-				(unsigned long long)blk);
+			        (unsigned long long)blk);
 			exit(1);
 		}
 		a->sink += d[0];
@@ -81,18 +81,15 @@ static void *hit_thread(void *p)
 
 /* Aggregate ops per second over @n threads doing @iters each. */
 static double run_hits(struct bufio_client *c, uint64_t *const *sets, unsigned n, uint64_t iters,
-		       int use_read)
+                       int use_read)
 {
 	pthread_barrier_t bar;
 	pthread_barrier_init(&bar, NULL, n);
 	struct hit_arg a[2];
 	pthread_t tid[2];
 	for (unsigned t = 0; t < n; t++) {
-		a[t] = (struct hit_arg){.c = c,
-					.blocks = sets[t],
-					.iters = iters,
-					.use_read = use_read,
-					.start = &bar};
+		a[t] = (struct hit_arg){
+		    .c = c, .blocks = sets[t], .iters = iters, .use_read = use_read, .start = &bar};
 		pthread_create(&tid[t], NULL, hit_thread, &a[t]);
 	}
 	for (unsigned t = 0; t < n; t++)
@@ -231,7 +228,7 @@ static double direct_read(const char *path, uint64_t size, size_t chunk, const c
 
 /* Cold sequential bufio_read of every block, prefetching @window ahead. */
 static double cache_read(const char *path, uint64_t size, unsigned bs, unsigned window,
-			 const struct bufio_backend_options *opts, const char **engine, int *direct)
+                         const struct bufio_backend_options *opts, const char **engine, int *direct)
 {
 	drop_page_cache(path);
 	struct bufio_backend *be = bufio_backend_open(path, opts);
@@ -254,7 +251,7 @@ static double cache_read(const char *path, uint64_t size, unsigned bs, unsigned 
 		unsigned char *d = bufio_read(c, blk, &b);
 		if (!d) {
 			fprintf(stderr, "bench_cache: read %llu: %s\n", (unsigned long long)blk,
-				strerror(errno));
+			        strerror(errno));
 			break;
 		}
 		sum += d[0];
@@ -279,7 +276,7 @@ static void bench_throughput(void)
 	snprintf(path, sizeof(path), "%s/bench_cache.%d", dir, (int)getpid());
 	if (make_file(path, size)) {
 		fprintf(stderr, "bench_cache: cannot create %s: %s; skipping throughput\n", path,
-			strerror(errno));
+		        strerror(errno));
 		unlink(path);
 		return;
 	}

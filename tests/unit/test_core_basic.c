@@ -21,7 +21,7 @@
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -36,7 +36,7 @@ static void reset_globals(void)
 
 /* A memory device of @blocks blocks of @bs bytes, block i filled with pattern (i, seed). */
 static struct bufio_backend *mem_with_pattern(uint64_t blocks, unsigned bs, unsigned align,
-					      uint32_t seed)
+                                              uint32_t seed)
 {
 	struct bufio_backend *m = be_memory_create(blocks * bs, align);
 	ck_assert_ptr_nonnull(m);
@@ -63,7 +63,7 @@ static void try_block_size(unsigned align, unsigned bs, int want_ok)
 	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
 	if (want_ok) {
 		ck_assert_msg(c != NULL, "block size %u (align %u) refused: %s", bs, align,
-			      strerror(errno));
+		              strerror(errno));
 		ck_assert_uint_eq(bufio_get_block_size(c), bs);
 		ck_assert_uint_eq(bufio_get_device_size(c), 16 * MIB / bs);
 		ck_assert_ptr_eq(bufio_get_backend(c), m);
@@ -205,7 +205,7 @@ START_TEST(test_block_data_alignment)
 		struct bufio_buffer *b;
 		void *p = bufio_read(c, i, &b);
 		ck_assert_msg(p != NULL, "read of block %llu on a 4K-aligned backend: %s",
-			      (unsigned long long)i, strerror(errno));
+		              (unsigned long long)i, strerror(errno));
 		ck_assert_uint_eq((uintptr_t)p % 4096, 0);
 		ck_assert(check_pattern(p, 4096, i, 3));
 		bufio_release(b);
@@ -236,7 +236,7 @@ START_TEST(test_sector_offset)
 	ck_assert_ptr_nonnull(p);
 	for (unsigned s = 0; s < 8; s++)
 		ck_assert_msg(check_pattern(p + s * 512, 512, 3 + s, 9),
-			      "block 0 sector %u is not backend sector %u", s, 3 + s);
+		              "block 0 sector %u is not backend sector %u", s, 3 + s);
 	bufio_release(b);
 	p = bufio_read(c, 62, &b);
 	ck_assert_ptr_nonnull(p);
@@ -438,10 +438,11 @@ START_TEST(test_prefetch)
 	bufio_prefetch(c, 10, 8); /* 10..17, 12 already cached */
 	ck_assert(WAIT_UNTIL(count_of(m, BUFIO_OP_READ) >= k0.ops[BUFIO_OP_READ] + 7, 10));
 	ck_assert(WAIT_UNTIL(({
-		struct bufio_stats s_;
-		bufio_get_stats(c, &s_);
-		s_.buffers_reading == 0;
-	}), 10));
+		                     struct bufio_stats s_;
+		                     bufio_get_stats(c, &s_);
+		                     s_.buffers_reading == 0;
+	                     }),
+	                     10));
 	be_memory_counts(m, &k1);
 	ck_assert_uint_eq(k1.ops[BUFIO_OP_READ] - k0.ops[BUFIO_OP_READ], 7);
 	ck_assert_uint_eq(k1.batches - k0.batches, 1);

@@ -17,13 +17,13 @@
 #include "helpers.h"
 
 #define MIB (1024ull * 1024)
-#define BS 4096u
+#define BS  4096u
 
 /* Wait (not a timed assertion) for background work: true once @cond holds. */
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -108,13 +108,13 @@ START_TEST(test_default_budget)
 	if (limit == ram) {
 		/* 2% of RAM, give or take rounding to pages or blocks */
 		ck_assert_msg(eff <= want + want / 100 && eff >= want - want / 100,
-			      "default budget %llu, 2%% of RAM is %llu", (unsigned long long)eff,
-			      (unsigned long long)want);
+		              "default budget %llu, 2%% of RAM is %llu", (unsigned long long)eff,
+		              (unsigned long long)want);
 	} else {
 		ck_assert_msg(eff > 0 && eff <= want + want / 100 && eff <= limit,
-			      "default budget %llu, RAM %llu, cgroup limit %llu",
-			      (unsigned long long)eff, (unsigned long long)ram,
-			      (unsigned long long)limit);
+		              "default budget %llu, RAM %llu, cgroup limit %llu",
+		              (unsigned long long)eff, (unsigned long long)ram,
+		              (unsigned long long)limit);
 	}
 	ck_assert_int_eq(bufio_set_max_cache_size(5 * MIB), 0);
 	ck_assert_uint_eq(bufio_get_max_cache_size(), 5 * MIB);
@@ -136,8 +136,8 @@ START_TEST(test_lowering_budget_evicts)
 
 	ck_assert_int_eq(bufio_set_max_cache_size(512 * 1024), 0);
 	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= 512 * 1024, 10),
-		      "still %llu bytes allocated over a 512 KiB budget",
-		      (unsigned long long)bufio_get_current_allocated());
+	              "still %llu bytes allocated over a 512 KiB budget",
+	              (unsigned long long)bufio_get_current_allocated());
 	struct bufio_stats st = stats(c);
 	ck_assert_uint_ge(st.evict_budget, 512 - 128);
 	ck_assert_uint_le(st.bytes_cached, 512 * 1024);
@@ -171,13 +171,13 @@ START_TEST(test_budget_writes_back_dirty)
 	ck_assert_uint_eq(stats(c).buffers_dirty, 256);
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * 1024), 0);
 	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= 256 * 1024, 10),
-		      "still %llu bytes allocated over a 256 KiB budget",
-		      (unsigned long long)bufio_get_current_allocated());
+	              "still %llu bytes allocated over a 256 KiB budget",
+	              (unsigned long long)bufio_get_current_allocated());
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	unsigned char *d = be_memory_data(m);
 	for (uint64_t i = 0; i < 256; i++)
 		ck_assert_msg(check_pattern(d + i * BS, BS, i, 2), "dirty block %llu lost",
-			      (unsigned long long)i);
+		              (unsigned long long)i);
 	for (uint64_t i = 0; i < 256; i++) {
 		struct bufio_buffer *b;
 		void *p = bufio_read(c, i, &b);
@@ -244,7 +244,7 @@ START_TEST(test_minimum_buffers)
 	ck_assert(WAIT_UNTIL(cached(c) < 64, 10));
 	bufio_run_cleanup();
 	ck_assert_msg(cached(c) >= 8, "only %llu buffers kept, minimum is 8",
-		      (unsigned long long)cached(c));
+	              (unsigned long long)cached(c));
 
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
 	bufio_set_minimum_buffers(c, 20);
@@ -254,7 +254,7 @@ START_TEST(test_minimum_buffers)
 	ck_assert(WAIT_UNTIL(cached(c) < 64, 10));
 	bufio_run_cleanup();
 	ck_assert_msg(cached(c) >= 20, "only %llu buffers kept, minimum is 20",
-		      (unsigned long long)cached(c));
+	              (unsigned long long)cached(c));
 	/* they are usable: reading one of them needs no I/O... */
 	struct be_counts k0, k1;
 	be_memory_counts(m, &k0);
@@ -304,9 +304,9 @@ START_TEST(test_clock_keeps_hot_blocks)
 	for (uint64_t i = hot; i < next_cold - 2 * cold_per_round; i++)
 		old_cold_cached += is_cached(c, i);
 	ck_assert_msg(hot_cached >= hot * 3 / 4,
-		      "only %llu of %llu hot blocks survived (old cold ones: %llu)",
-		      (unsigned long long)hot_cached, (unsigned long long)hot,
-		      (unsigned long long)old_cold_cached);
+	              "only %llu of %llu hot blocks survived (old cold ones: %llu)",
+	              (unsigned long long)hot_cached, (unsigned long long)hot,
+	              (unsigned long long)old_cold_cached);
 	ck_assert_uint_lt(old_cold_cached, 16);
 	ck_assert_uint_gt(stats(c).evict_budget + stats(c).evict_reuse, 0);
 	bufio_client_destroy(c);
@@ -333,12 +333,12 @@ START_TEST(test_budget_shared_by_clients)
 	read_range(c2, 0, 100, 8);
 	bufio_run_cleanup();
 	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= budget, 10),
-		      "%llu allocated for two clients over a budget of %llu (base %llu)",
-		      (unsigned long long)bufio_get_current_allocated(),
-		      (unsigned long long)budget, (unsigned long long)base);
+	              "%llu allocated for two clients over a budget of %llu (base %llu)",
+	              (unsigned long long)bufio_get_current_allocated(), (unsigned long long)budget,
+	              (unsigned long long)base);
 	struct bufio_stats s1 = stats(c1), s2 = stats(c2), g;
 	ck_assert_uint_ge(s1.evict_budget + s2.evict_budget + s1.evict_reuse + s2.evict_reuse,
-			  200 - 128);
+	                  200 - 128);
 	ck_assert_uint_ge(s1.buffers_clean, 8);
 	ck_assert_uint_ge(s2.buffers_clean, 8);
 	bufio_get_global_stats(&g);
@@ -373,13 +373,13 @@ START_TEST(test_age_eviction)
 	bufio_run_cleanup();
 	struct bufio_stats st = stats(c);
 	ck_assert_msg(st.bytes_cached >= 16 * BS && st.bytes_cached <= 20 * BS,
-		      "%llu bytes cached after the age pass, retain_bytes %u",
-		      (unsigned long long)st.bytes_cached, 16 * BS);
+	              "%llu bytes cached after the age pass, retain_bytes %u",
+	              (unsigned long long)st.bytes_cached, 16 * BS);
 	ck_assert_uint_ge(st.evict_age, 44);
 	ck_assert_uint_eq(st.evict_budget, 0);
 	for (uint64_t i = 50; i < 54; i++)
 		ck_assert_msg(is_cached(c, i), "recently used block %llu aged out",
-			      (unsigned long long)i);
+		              (unsigned long long)i);
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 	reset_globals();
@@ -467,13 +467,13 @@ START_TEST(test_pressure_source)
 	const char *src = bufio_pressure_source();
 	ck_assert_ptr_nonnull(src);
 	ck_assert_msg(!strcmp(src, "cgroup") || !strcmp(src, "system") || !strcmp(src, "none"),
-		      "pressure source \"%s\"", src);
+	              "pressure source \"%s\"", src);
 	/* a client exists now, so the watcher is set up: same answer kind */
 	struct bufio_backend *m = be_memory_create(64 * BS, 512);
 	struct bufio_client *c = client(m);
 	src = bufio_pressure_source();
 	ck_assert_msg(!strcmp(src, "cgroup") || !strcmp(src, "system") || !strcmp(src, "none"),
-		      "pressure source \"%s\"", src);
+	              "pressure source \"%s\"", src);
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }

@@ -16,14 +16,14 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
+#define MIB      (1024ull * 1024)
 #define NTHREADS 8
 
 /* Wait (not a timed assertion) for background work: true once @cond holds. */
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -53,9 +53,9 @@ struct same_block {
 	uint64_t block;
 	unsigned bs;
 	uint32_t seed;
-	int use_new;   /* thread 0 uses bufio_new instead of read */
-	int started;   /* threads about to call in */
-	int finished;  /* threads returned from the call */
+	int use_new;  /* thread 0 uses bufio_new instead of read */
+	int started;  /* threads about to call in */
+	int finished; /* threads returned from the call */
 	int ok[NTHREADS];
 	int err[NTHREADS];
 	void *data[NTHREADS];
@@ -68,7 +68,7 @@ static void same_block_thread(void *arg, unsigned idx)
 	__atomic_add_fetch(&s->started, 1, __ATOMIC_SEQ_CST);
 	errno = 0;
 	void *p = (s->use_new && idx == 0) ? bufio_new(s->c, s->block, &b)
-					   : bufio_read(s->c, s->block, &b);
+	                                   : bufio_read(s->c, s->block, &b);
 	s->err[idx] = errno;
 	__atomic_add_fetch(&s->finished, 1, __ATOMIC_SEQ_CST);
 	if (!p)
@@ -100,8 +100,8 @@ START_TEST(test_one_read_many_waiters)
 	pthread_t tid;
 	ck_assert_int_eq(pthread_create(&tid, NULL, runner_main, &s), 0);
 	ck_assert(WAIT_UNTIL(__atomic_load_n(&s.started, __ATOMIC_SEQ_CST) == NTHREADS &&
-				     be_fault_held(f) >= 1,
-			     20));
+	                         be_fault_held(f) >= 1,
+	                     20));
 	usleep(100 * 1000); /* let them all reach the wait: more coverage, not a condition */
 	/* nobody can have the data while the only read is held back */
 	ck_assert_int_eq(__atomic_load_n(&s.finished, __ATOMIC_SEQ_CST), 0);
@@ -185,8 +185,8 @@ START_TEST(test_shared_read_error)
 	pthread_t tid;
 	ck_assert_int_eq(pthread_create(&tid, NULL, runner_main, &s), 0);
 	ck_assert(WAIT_UNTIL(__atomic_load_n(&s.started, __ATOMIC_SEQ_CST) == NTHREADS &&
-				     be_fault_held(f) >= 1,
-			     20));
+	                         be_fault_held(f) >= 1,
+	                     20));
 	usleep(100 * 1000);
 	be_fault_release(f);
 	pthread_join(tid, NULL);
@@ -234,7 +234,8 @@ static void parallel_reader(void *arg, unsigned idx)
 	for (unsigned i = 0; i < p->iters; i++) {
 		uint64_t blk = rnd_next(&rs) % p->blocks;
 		struct bufio_buffer *b;
-		void *d = (rnd_next(&rs) & 3) ? bufio_read(p->c, blk, &b) : bufio_get(p->c, blk, &b);
+		void *d =
+		    (rnd_next(&rs) & 3) ? bufio_read(p->c, blk, &b) : bufio_get(p->c, blk, &b);
 		if (!d) {
 			if (errno != ENOENT)
 				__atomic_add_fetch(&p->errors, 1, __ATOMIC_RELAXED);

@@ -23,7 +23,7 @@
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -37,7 +37,7 @@ static void reset_globals(void)
 }
 
 static struct bufio_backend *mem_with_pattern(uint64_t blocks, unsigned bs, unsigned align,
-					      uint32_t seed)
+                                              uint32_t seed)
 {
 	struct bufio_backend *m = be_memory_create(blocks * bs, align);
 	ck_assert_ptr_nonnull(m);
@@ -78,7 +78,7 @@ static struct bufio_stats stats(struct bufio_client *c)
  * the new pattern exactly on [wstart, wend) and the old one elsewhere.
  */
 static void partial_case(unsigned bs, unsigned align, uint64_t blk, const unsigned (*ranges)[2],
-			 unsigned nranges, unsigned wstart, unsigned wend)
+                         unsigned nranges, unsigned wstart, unsigned wend)
 {
 	reset_globals();
 	const uint64_t blocks = blk + 3; /* the last one is the quiet client's */
@@ -113,9 +113,9 @@ static void partial_case(unsigned bs, unsigned align, uint64_t blk, const unsign
 	const unsigned char *disk = d + blk * bs;
 	ck_assert_msg(memcmp(disk, old, wstart) == 0, "bytes before the written range changed");
 	ck_assert_msg(memcmp(disk + wstart, want + wstart, wend - wstart) == 0,
-		      "the written range [%u, %u) is not the cache contents", wstart, wend);
+	              "the written range [%u, %u) is not the cache contents", wstart, wend);
 	ck_assert_msg(memcmp(disk + wend, old + wend, bs - wend) == 0,
-		      "bytes after the written range changed");
+	              "bytes after the written range changed");
 	/* neighbours untouched */
 	ck_assert(check_pattern(d + (blk - 1) * bs, bs, blk - 1, 1));
 	ck_assert(check_pattern(d + (blk + 1) * bs, bs, blk + 1, 1));
@@ -230,7 +230,7 @@ START_TEST(test_write_dirty_one_batch)
 	ck_assert_uint_eq(k1.ops[BUFIO_OP_WRITE], 64);
 	ck_assert_uint_eq(k1.bytes[BUFIO_OP_WRITE], 64 * bs);
 	ck_assert_msg(k1.batches - k0.batches == 1, "64 writes went out in %llu batches",
-		      (unsigned long long)(k1.batches - k0.batches));
+	              (unsigned long long)(k1.batches - k0.batches));
 	/* async is not a flush */
 	ck_assert_uint_eq(k1.ops[BUFIO_OP_FLUSH], 0);
 	unsigned char *d = be_memory_data(m);
@@ -258,7 +258,7 @@ START_TEST(test_write_dirty_waits_and_flushes)
 	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
 	struct bufio_backend *f = be_fault_create(m, false);
 	struct be_fault_rule r = {.ops = (1u << BUFIO_OP_WRITE) | (1u << BUFIO_OP_FLUSH),
-				  .delay_us = 30000};
+	                          .delay_us = 30000};
 	ck_assert_int_ge(be_fault_add_rule(f, &r), 0);
 	struct bufio_client *c = quiet_client(f, bs);
 	for (uint64_t i = 0; i < 16; i++) {
@@ -278,7 +278,7 @@ START_TEST(test_write_dirty_waits_and_flushes)
 	ck_assert_uint_ge(k.ops[BUFIO_OP_FLUSH], 1);
 	for (uint64_t i = 0; i < 16; i++)
 		ck_assert_msg(check_pattern(d + i * bs, bs, i, 8), "block %llu not written yet",
-			      (unsigned long long)i);
+		              (unsigned long long)i);
 	struct bufio_stats st = stats(c);
 	ck_assert_uint_eq(st.buffers_dirty, 0);
 	ck_assert_uint_eq(st.buffers_writing, 0);
@@ -372,13 +372,15 @@ START_TEST(test_writeback_ratio_background)
 		bufio_release(b);
 	}
 	ck_assert_msg(WAIT_UNTIL(stats(c).writebacks > 0, 10),
-		      "no background write-back with dirty %llu > 3 x clean",
-		      (unsigned long long)stats(c).buffers_dirty);
+	              "no background write-back with dirty %llu > 3 x clean",
+	              (unsigned long long)stats(c).buffers_dirty);
 	/* it brings dirty back to at most ratio x clean */
 	ck_assert(WAIT_UNTIL(({
-		struct bufio_stats s_ = stats(c);
-		s_.buffers_writing == 0 && s_.buffers_dirty <= 3 * s_.buffers_clean;
-	}), 10));
+		                     struct bufio_stats s_ = stats(c);
+		                     s_.buffers_writing == 0 &&
+		                         s_.buffers_dirty <= 3 * s_.buffers_clean;
+	                     }),
+	                     10));
 	st = stats(c);
 	ck_assert_uint_eq(st.writes, st.writebacks);
 	struct be_counts k;
@@ -514,7 +516,7 @@ START_TEST(test_release_move_dirty_leaves_old_block)
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	ck_assert(check_pattern(d + 20 * bs, bs, 3, 9));
 	ck_assert_msg(check_pattern(d + 3 * bs, bs, 3, 1),
-		      "release_move wrote the moved data to the old block too");
+	              "release_move wrote the moved data to the old block too");
 	p = bufio_read(c, 3, &b);
 	ck_assert(check_pattern(p, bs, 3, 1));
 	bufio_release(b);

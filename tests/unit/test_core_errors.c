@@ -17,13 +17,13 @@
 #include "helpers.h"
 
 #define MIB (1024ull * 1024)
-#define BS 4096u
+#define BS  4096u
 
 /* Wait (not a timed assertion) for background work: true once @cond holds. */
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -72,10 +72,10 @@ static struct bufio_stats stats(void)
 static void add_rule(unsigned ops, uint64_t block, uint64_t nblocks, int error, uint64_t count)
 {
 	struct be_fault_rule r = {.ops = ops,
-				  .start = block * BS,
-				  .end = (block + nblocks) * BS,
-				  .count = count,
-				  .error = error};
+	                          .start = block * BS,
+	                          .end = (block + nblocks) * BS,
+	                          .count = count,
+	                          .error = error};
 	ck_assert_int_ge(be_fault_add_rule(flt, &r), 0);
 }
 
@@ -159,7 +159,7 @@ START_TEST(test_prefetch_error_then_read)
 		void *p = bufio_get(cl, i, &b);
 		if (i >= 20 && i < 24) {
 			ck_assert_msg(p == NULL, "failed prefetch of %llu was cached",
-				      (unsigned long long)i);
+			              (unsigned long long)i);
 			continue;
 		}
 		ck_assert_ptr_nonnull(p);

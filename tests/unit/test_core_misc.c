@@ -18,13 +18,13 @@
 #include "helpers.h"
 
 #define MIB (1024ull * 1024)
-#define BS 4096u
+#define BS  4096u
 
 /* Wait (not a timed assertion) for background work: true once @cond holds. */
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -251,7 +251,7 @@ START_TEST(test_writing_not_evicted_or_forgotten)
 	ck_assert_int_eq(pthread_create(&tid, NULL, forget_main, &t), 0);
 	usleep(100 * 1000);
 	ck_assert_msg(!__atomic_load_n(&t.done, __ATOMIC_SEQ_CST),
-		      "forget returned while the block's write was in flight");
+	              "forget returned while the block's write was in flight");
 	ck_assert_uint_eq(stats(c).buffers_writing, 1);
 	be_fault_release(f);
 	pthread_join(tid, NULL);
@@ -285,7 +285,7 @@ START_TEST(test_forget_waits_for_read)
 	ck_assert_int_eq(pthread_create(&tid, NULL, forget_main, &t), 0);
 	usleep(100 * 1000);
 	ck_assert_msg(!__atomic_load_n(&t.done, __ATOMIC_SEQ_CST),
-		      "forget returned while the block's read was in flight");
+	              "forget returned while the block's read was in flight");
 	be_fault_release(f);
 	pthread_join(tid, NULL);
 	ck_assert_uint_eq(stats(c).buffers_reading, 0);

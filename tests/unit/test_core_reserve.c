@@ -17,13 +17,13 @@
 #include "helpers.h"
 
 #define MIB (1024ull * 1024)
-#define BS 4096u
+#define BS  4096u
 
 /* Wait (not a timed assertion) for background work: true once @cond holds. */
 #define WAIT_UNTIL(cond, secs)                                                                     \
 	({                                                                                         \
 		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs) * 1000 && !(ok_ = !!(cond)); i_++)             \
+		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
 			usleep(1000);                                                              \
 		ok_ || (cond);                                                                     \
 	})
@@ -59,7 +59,7 @@ static void read_check_release(struct bufio_client *c, uint64_t blk)
 	struct bufio_buffer *b;
 	void *p = bufio_read(c, blk, &b);
 	ck_assert_msg(p != NULL, "read %llu under allocation failure: %s", (unsigned long long)blk,
-		      strerror(errno));
+	              strerror(errno));
 	ck_assert(check_pattern(p, BS, blk, 1));
 	bufio_release(b);
 }
@@ -167,8 +167,7 @@ START_TEST(test_second_thread_waits)
 	ck_assert_int_eq(pthread_create(&tid, NULL, waiter_main, &w), 0);
 	usleep(200 * 1000);
 	ck_assert_msg(!__atomic_load_n(&w.done, __ATOMIC_SEQ_CST),
-		      "a read returned (%s) with no memory and the reserve held",
-		      strerror(w.err));
+	              "a read returned (%s) with no memory and the reserve held", strerror(w.err));
 	bufio_release(b[0]);
 	ck_assert(WAIT_UNTIL(__atomic_load_n(&w.done, __ATOMIC_SEQ_CST), 20));
 	pthread_join(tid, NULL);

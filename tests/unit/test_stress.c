@@ -19,8 +19,8 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define NTHREADS 8
-#define NBLOCKS 1024
+#define NTHREADS     8
+#define NBLOCKS      1024
 #define CACHE_BLOCKS 64
 
 /*
@@ -74,12 +74,12 @@ static void scribble(unsigned char *p, unsigned char *sh, size_t len, uint64_t *
 
 /* Read @blk (lock held), compare with the shadow; returns the data or NULL. */
 static unsigned char *read_verify(struct stress *s, uint64_t blk, struct bufio_buffer **bp,
-				  const char *what)
+                                  const char *what)
 {
 	unsigned char *p = bufio_read(s->c, blk, bp);
 	if (!p) {
 		bad(s, "%s: read of block %llu failed: %s", what, (unsigned long long)blk,
-		     strerror(errno));
+		    strerror(errno));
 		return NULL;
 	}
 	if (memcmp(p, shadow_of(s, blk), s->bs) != 0) {
@@ -120,12 +120,12 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 		if (!p) {
 			if (errno != ENOENT)
 				bad(s, "get of block %llu: %s", (unsigned long long)blk,
-				     strerror(errno));
+				    strerror(errno));
 			break;
 		}
 		if (memcmp(p, shadow_of(s, blk), bs) != 0)
 			bad(s, "get of block %llu does not match the shadow",
-			     (unsigned long long)blk);
+			    (unsigned long long)blk);
 		bufio_release(b);
 		break;
 	case 2: /* new: the whole block written */
@@ -199,13 +199,13 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 		p = bufio_read(s->c, blk, &b);
 		if (!p) {
 			bad(s, "read of block %llu after forget: %s", (unsigned long long)blk,
-			     strerror(errno));
+			    strerror(errno));
 		} else {
 			if (!memcmp(p, after, bs))
 				memcpy(shadow_of(s, blk), after, bs);
 			else if (memcmp(p, before, bs))
 				bad(s, "forgotten dirty block %llu reads neither old nor new",
-				     (unsigned long long)blk);
+				    (unsigned long long)blk);
 			bufio_release(b);
 		}
 		free(before);
@@ -217,7 +217,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 			int r = bufio_write_buffer(b);
 			if (r)
 				bad(s, "write_buffer of block %llu: %s", (unsigned long long)blk,
-				     strerror(-r));
+				    strerror(-r));
 			bufio_release(b);
 		}
 		break;
@@ -314,7 +314,7 @@ static void stress_thread(void *arg, unsigned idx)
 						    "moved data",
 						    (unsigned long long)blk, (unsigned long long)to,
 						    memcmp(p, old_to, s->bs) ? "something else"
-									     : "its old contents");
+						                             : "its old contents");
 					bufio_release(b);
 				}
 				free(old_to);
@@ -397,8 +397,8 @@ static void stress_run(unsigned bs, int delays, uint64_t seed)
 	const unsigned char *d = be_memory_data(s->mem);
 	for (uint64_t i = 0; i < NBLOCKS; i++)
 		ck_assert_msg(memcmp(d + i * bs, shadow_of(s, i), bs) == 0,
-			      "device block %llu differs from the shadow at the end",
-			      (unsigned long long)i);
+		              "device block %llu differs from the shadow at the end",
+		              (unsigned long long)i);
 	/* and through the cache, after dropping it */
 	bufio_drop_clean(s->c);
 	for (uint64_t i = 0; i < NBLOCKS; i++) {
@@ -406,7 +406,7 @@ static void stress_run(unsigned bs, int delays, uint64_t seed)
 		void *p = bufio_read(s->c, i, &b);
 		ck_assert_ptr_nonnull(p);
 		ck_assert_msg(memcmp(p, shadow_of(s, i), bs) == 0, "block %llu reads wrong",
-			      (unsigned long long)i);
+		              (unsigned long long)i);
 		bufio_release(b);
 	}
 	bufio_client_destroy(s->c);
