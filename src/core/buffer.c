@@ -297,7 +297,7 @@ void lru_relink(struct bufio_buffer *b, int list)
 
 bool buffer_evictable(struct bufio_buffer *b)
 {
-	return atomic_load(&b->hold) == 0 &&
+	return hold_count(b) == 0 &&
 	       !(atomic_load(&b->state) & (B_READING | B_WRITING | B_DIRTY));
 }
 
@@ -339,7 +339,7 @@ void buffer_hold(struct bufio_buffer *b)
 {
 	/* 0 -> 1 transitions feed the buffers_held gauge; per-thread slots
 	 * keep that off any shared cache line. */
-	if (atomic_fetch_add_explicit(&b->hold, 1, memory_order_acquire) == 0)
+	if ((atomic_fetch_add_explicit(&b->hold, 1, memory_order_acquire) & HOLD_MASK) == 0)
 		stat_inc(b->c, ST_HELD);
 }
 
@@ -365,10 +365,13 @@ void buffer_put(struct bufio_buffer *b)
 	uint32_t now = bufio_now();
 	if (atomic_load_explicit(&b->last_accessed, memory_order_relaxed) != now)
 		atomic_store_explicit(&b->last_accessed, now, memory_order_relaxed);
-	if (atomic_fetch_sub_explicit(&b->hold, 1, memory_order_release) != 1)
+	unsigned old = atomic_fetch_sub_explicit(&b->hold, 1, memory_order_acq_rel);
+	if ((old & HOLD_MASK) != 1)
 		return;
+	/* Unheld now: unless dead, @b may be evicted and reused at once, so
+	 * only @c and @old are used from here on. */
 	stat_add(c, ST_HELD, -1);
-	if (atomic_load_explicit(&b->state, memory_order_acquire) & B_DEAD) {
+	if (old & HOLD_DEAD) {
 		/* Unhashed while held (failed read): nobody else can find it. */
 		pthread_mutex_lock(&c->lock);
 		buffer_free(b);

@@ -146,11 +146,11 @@ static void drop_all(struct bufio_client *c)
 	for (int l = 0; l < 2; l++) {
 		while (c->lru[l]) {
 			struct bufio_buffer *b = c->lru[l];
-			if (atomic_load(&b->hold) || (atomic_load(&b->state) & B_IO)) {
+			if (hold_count(b) || (atomic_load(&b->state) & B_IO)) {
 				fprintf(stderr,
 				        "bufio: client destroyed with block %llu still held "
 				        "(hold count %u); leaking it\n",
-				        (unsigned long long)b->block, atomic_load(&b->hold));
+				        (unsigned long long)b->block, hold_count(b));
 				atomic_fetch_add(&bufio_g.leaked, 1);
 				lru_unlink(b);
 				continue;

@@ -54,7 +54,7 @@ void bufio_forget(struct bufio_client *c, uint64_t block)
 	struct bufio_buffer *b = find_idle_locked(c, block, &s);
 	if (!b)
 		return;
-	bool drop = atomic_load(&b->hold) == 0;
+	bool drop = hold_count(b) == 0;
 	if (drop)
 		drop_locked(s, b);
 	pthread_rwlock_unlock(&s->lock);
@@ -145,7 +145,7 @@ static bool clear_target(struct bufio_buffer *b, uint64_t block)
 		pthread_mutex_unlock(&c->lock);
 		return true;
 	}
-	if (atomic_load(&t->hold)) {
+	if (hold_count(t)) {
 		/* Someone holds the target: wait for a release, as dm-bufio. */
 		pthread_rwlock_unlock(&s->lock);
 		atomic_fetch_add(&c->free_waiters, 1);
@@ -228,7 +228,7 @@ void bufio_release_move(struct bufio_buffer *b, uint64_t new_block)
 			buffer_wait_clear(b, B_WRITING);
 			continue;
 		}
-		if (atomic_load(&b->hold) != 1) {
+		if (hold_count(b) != 1) {
 			pthread_mutex_unlock(&c->lock);
 			if (move_by_copy(b, new_block))
 				break;

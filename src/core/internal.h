@@ -30,7 +30,16 @@
 #define B_DIRTY   (1u << 2) /* modified since the last write was submitted */
 #define B_DEAD    (1u << 3) /* unhashed; freed by whoever drops the last hold */
 #define B_WAITERS (1u << 4) /* someone sleeps on the futex for this word */
-#define B_IO      (B_READING | B_WRITING)
+#define B_IO (B_READING | B_WRITING)
+
+/*
+ * b->hold carries the dead mark in its top bit, so the thread dropping the
+ * last hold learns from the same atomic operation whether it must free the
+ * buffer, without touching a buffer someone else may already be reusing.
+ */
+#define HOLD_DEAD     (1u << 31)
+#define HOLD_MASK     (HOLD_DEAD - 1)
+#define hold_count(b) (atomic_load(&(b)->hold) & HOLD_MASK)
 
 enum { LIST_CLEAN = 0, LIST_DIRTY = 1, LIST_NONE = 2 };
 
