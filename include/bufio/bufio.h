@@ -102,7 +102,8 @@ void *bufio_get(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp
 /*
  * Like bufio_read but nothing is read: the caller must fill the whole block
  * and mark it dirty. If the block is cached its current contents are
- * returned. May block on allocation and on a read in flight for the block.
+ * returned. May block on allocation, on a read in flight for the block, and
+ * on a write in flight (so the caller may change the data at once).
  * Errors: ERANGE, ENOMEM (only if the reserve is exhausted and nothing can
  * be waited for, which the deadlock rules exclude).
  */
@@ -122,6 +123,17 @@ void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks);
 void bufio_release(struct bufio_buffer *b);
 
 /*
+ * Wait until no write of the held buffer is in flight. Call it before
+ * changing the data of a buffer obtained with bufio_read or bufio_get
+ * (bufio_new does it itself). Background write-back (ratio, age, budget)
+ * never starts on a held buffer, so from then until the release only an
+ * explicit bufio_write_dirty_buffers(_async) or bufio_write_buffer on another
+ * thread can read the data while it changes; as in dm-bufio such a write may
+ * be torn, and the buffer is written again once marked dirty.
+ */
+void bufio_wait_writeback(struct bufio_buffer *b);
+
+/*
  * Mark the held buffer dirty: its whole block will be written back. It may be
  * written at any time after this (write-back ratio, age, memory budget), but
  * bufio_write_dirty_buffers guarantees it is on the backend when it returns.
@@ -137,9 +149,18 @@ void bufio_mark_partial_buffer_dirty(struct bufio_buffer *b, unsigned start, uns
 
 /*
  * Write the held buffer's dirty range now and wait for it (not a flush).
- * Returns 0, or the write's negative errno (the buffer then stays dirty).
+ * Returns 0, or the write's negative errno (the buffer then stays dirty;
+ * the error is not reported again by bufio_write_dirty_buffers).
  */
 int bufio_write_buffer(struct bufio_buffer *b);
+
+/*
+ * bufio_write_buffer for @n held buffers of one client at once: their dirty
+ * ranges go to the backend as one batch, then waits for all of them. Returns
+ * 0 or the first error (those buffers stay dirty). Errors returned here are
+ * not reported again by bufio_write_dirty_buffers.
+ */
+int bufio_write_buffers(struct bufio_buffer **bufs, unsigned n);
 
 /* Start writing every dirty buffer, as one batch; does not wait. */
 void bufio_write_dirty_buffers_async(struct bufio_client *c);

@@ -226,6 +226,7 @@ bool buffer_test_and_set(struct bufio_buffer *b, unsigned bit);
 struct core_io {
 	struct bufio_io io;
 	uint32_t sub_seq; /* client dirty_seq when the write was submitted */
+	bool sync; /* a bufio_write_buffers caller waits for it */
 };
 
 static inline bool seq_le(uint32_t a, uint32_t b)

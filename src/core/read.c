@@ -144,8 +144,11 @@ void *bufio_new(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp
 		struct bufio_buffer *b = find_or_create(c, block, NF_NEW);
 		/* A failed read of the block is no reason to fail: the caller
 		 * overwrites it anyway, so start again with a fresh buffer. */
-		if (wait_read(b))
+		if (wait_read(b)) {
+			/* The caller overwrites the data: no write may read it. */
+			bufio_wait_writeback(b);
 			return hand_out(b, bp);
+		}
 	}
 }
 

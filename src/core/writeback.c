@@ -71,7 +71,7 @@ static void write_done(struct bufio_io *io, int res)
 		/* Unlike dm-bufio the data is kept: the buffer stays dirty and
 		 * the next write-back retries it. */
 		stat_inc(c, ST_WRITE_ERRORS);
-		if (!c->async_write_error)
+		if (!c->async_write_error && !cio->sync)
 			c->async_write_error = res;
 		b->io_error = (int16_t)res;
 		if (st & B_DIRTY) {
@@ -120,6 +120,7 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 	atomic_fetch_or(&b->state, B_WRITING);
 	atomic_fetch_and(&b->state, ~B_DIRTY);
 	cio->sub_seq = ++c->dirty_seq;
+	cio->sync = false;
 	c->n_writing++;
 
 	io->op = BUFIO_OP_WRITE;
@@ -134,12 +135,28 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 }
 
 /*
+ * Background write-back leaves held buffers alone: their holder may be
+ * changing the data. It claims the buffer (B_WRITING) before looking at the
+ * hold, and a holder looks for B_WRITING after taking its hold
+ * (bufio_wait_writeback), so one of the two always sees the other.
+ */
+static bool claim_unheld(struct bufio_buffer *b)
+{
+	atomic_fetch_or(&b->state, B_WRITING);
+	if (!hold_count(b))
+		return true;
+	buffer_clear_wake(b, B_WRITING);
+	return false;
+}
+
+/*
  * Gather writes for dirty buffers not already being written: all of them, or
- * only those whose stamp is at most @seq_limit when @limited. Stops early if
- * no io descriptor is available without waiting. Client lock held.
+ * only those whose stamp is at most @seq_limit when @limited, or dirty since
+ * @older_than. Stops early if no io descriptor is available without waiting.
+ * Client lock held.
  */
 static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool limited,
-                        uint32_t seq_limit, uint32_t older_than)
+			uint32_t seq_limit, uint32_t older_than, bool background)
 {
 	unsigned n = 0;
 	struct bufio_buffer *head = c->lru[LIST_DIRTY];
@@ -153,12 +170,18 @@ static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool li
 			want = false;
 		if (want && older_than && b->dirty_since > older_than)
 			want = false;
+		if (want && background && hold_count(b))
+			want = false;
 		if (want) {
 			struct bufio_io *io = io_alloc(c, false);
 			if (!io)
 				break;
-			write_prepare(b, io, plug);
-			n++;
+			if (background && !claim_unheld(b)) {
+				io_free(c, io);
+			} else {
+				write_prepare(b, io, plug);
+				n++;
+			}
 		}
 		b = b->lru_next;
 	} while (b != head);
@@ -177,7 +200,7 @@ static void submit_writes(struct bufio_client *c, struct bufio_plug *plug)
 unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug, uint32_t older_than,
                            bool background)
 {
-	unsigned n = collect(c, plug, false, 0, older_than);
+	unsigned n = collect(c, plug, false, 0, older_than, background);
 	if (background)
 		stat_add(c, ST_WRITEBACKS, n);
 	return n;
@@ -204,6 +227,13 @@ void writeback_expired(struct bufio_client *c, uint32_t now)
 	writeback_collect(c, &plug, now - expire, true);
 	pthread_mutex_unlock(&c->lock);
 	submit_writes(c, &plug);
+}
+
+void bufio_wait_writeback(struct bufio_buffer *b)
+{
+	/* Pairs with claim_unheld(): our hold is already visible. */
+	atomic_thread_fence(memory_order_seq_cst);
+	buffer_wait_clear(b, B_WRITING);
 }
 
 void bufio_write_dirty_buffers_async(struct bufio_client *c)
@@ -244,7 +274,7 @@ int bufio_write_dirty_buffers(struct bufio_client *c)
 		/* After a failure, only wait: retrying inside this call could
 		 * spin forever on a dead device. The error is returned below. */
 		if (!c->async_write_error)
-			collect(c, &plug, true, seq, 0);
+			collect(c, &plug, true, seq, 0, false);
 		if (!plug.head)
 			w = find_old_writing(c, seq, &pending);
 		pthread_mutex_unlock(&c->lock);
@@ -271,36 +301,70 @@ int bufio_write_dirty_buffers(struct bufio_client *c)
 	return err ? err : f;
 }
 
+/*
+ * Submit writes for the dirty ones of bufs[*i..n) as one batch, stopping at
+ * a buffer already being written or when io descriptors run out. Returns
+ * the index reached in *i; the submitted ones are bufs[first..*i).
+ */
+static void write_some(struct bufio_client *c, struct bufio_buffer **bufs, unsigned n,
+		       unsigned *i, bool *out_of_io)
+{
+	struct bufio_plug plug;
+	bufio_plug_init(&plug);
+	*out_of_io = false;
+	pthread_mutex_lock(&c->lock);
+	for (; *i < n; (*i)++) {
+		struct bufio_buffer *b = bufs[*i];
+		unsigned st = atomic_load(&b->state);
+		if (st & B_WRITING)
+			break;
+		if (!(st & B_DIRTY))
+			continue;
+		struct bufio_io *io = io_alloc(c, false);
+		if (!io) {
+			*out_of_io = true;
+			break;
+		}
+		write_prepare(b, io, &plug);
+		/* The caller gets this error directly; it is not latched for
+		 * the next bufio_write_dirty_buffers. */
+		((struct core_io *)io)->sync = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	submit_writes(c, &plug);
+}
+
+int bufio_write_buffers(struct bufio_buffer **bufs, unsigned n)
+{
+	if (!n)
+		return 0;
+	struct bufio_client *c = bufs[0]->c;
+	unsigned i = 0;
+	while (i < n) {
+		unsigned first = i;
+		bool out_of_io;
+		write_some(c, bufs, n, &i, &out_of_io);
+		for (unsigned k = first; k < i; k++)
+			buffer_wait_clear(bufs[k], B_WRITING);
+		if (i < n && out_of_io && i == first)
+			io_free(c, io_alloc(c, true)); /* wait for a descriptor */
+		else if (i < n)
+			/* Someone else's write of older data: let it finish,
+			 * then write ours (the buffer may be dirty again). */
+			buffer_wait_clear(bufs[i], B_WRITING);
+	}
+	int err = 0;
+	pthread_mutex_lock(&c->lock);
+	for (unsigned k = 0; k < n && !err; k++)
+		if ((atomic_load(&bufs[k]->state) & B_DIRTY) && bufs[k]->io_error < 0)
+			err = bufs[k]->io_error;
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
 int bufio_write_buffer(struct bufio_buffer *b)
 {
-	struct bufio_client *c = b->c;
-	for (;;) {
-		buffer_wait_clear(b, B_WRITING);
-		struct bufio_io *io = io_alloc(c, true);
-		pthread_mutex_lock(&c->lock);
-		unsigned st = atomic_load(&b->state);
-		if (st & B_WRITING) { /* someone else started one meanwhile */
-			pthread_mutex_unlock(&c->lock);
-			io_free(c, io);
-			continue;
-		}
-		if (!(st & B_DIRTY)) {
-			pthread_mutex_unlock(&c->lock);
-			io_free(c, io);
-			return 0;
-		}
-		struct bufio_plug plug;
-		bufio_plug_init(&plug);
-		write_prepare(b, io, &plug);
-		pthread_mutex_unlock(&c->lock);
-		submit_writes(c, &plug);
-		buffer_wait_clear(b, B_WRITING);
-		/* A failure re-marks the buffer dirty and records io_error. */
-		pthread_mutex_lock(&c->lock);
-		int err = (atomic_load(&b->state) & B_DIRTY) ? b->io_error : 0;
-		pthread_mutex_unlock(&c->lock);
-		return err < 0 ? err : 0;
-	}
+	return bufio_write_buffers(&b, 1);
 }
 
 int bufio_issue_flush(struct bufio_client *c)

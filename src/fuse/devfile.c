@@ -252,6 +252,9 @@ static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, c
 		data = bufio_read(dev->client, s->first + i, bp);
 	if (!data)
 		return -errno;
+	/* A background write of older data may still be reading the buffer. */
+	if (!whole)
+		bufio_wait_writeback(*bp);
 	if (src)
 		memcpy(data + start, src, end - start);
 	else
@@ -265,13 +268,15 @@ static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, c
 
 /*
  * Write-through: submit every buffer this request dirtied as one batch,
- * then wait for each. Returns how many leading blocks are durable-written,
- * with the first error in *err.
+ * then wait for them. Returns how many leading blocks are written, with the
+ * first error in *err (found by retrying one by one after a failed batch).
  */
 static unsigned write_through(struct fs_device *dev, struct bufio_buffer **bufs, unsigned n,
                               int *err)
 {
-	bufio_write_dirty_buffers_async(dev->client);
+	*err = bufio_write_buffers(bufs, n);
+	if (!*err)
+		return n;
 	for (unsigned i = 0; i < n; i++) {
 		*err = bufio_write_buffer(bufs[i]);
 		if (*err)
