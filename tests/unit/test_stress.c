@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,14 @@ struct stress {
 	int failures;
 	char first[256];
 	pthread_mutex_t msg_lock;
+	/*
+	 * The data contract of bufio.h: a thread changes a buffer only after
+	 * bufio_wait_writeback, and explicit write-back of the whole cache
+	 * (which writes held buffers, as dm-bufio does) does not run while
+	 * another thread changes one. Changers hold this shared, the explicit
+	 * write-back calls exclusive.
+	 */
+	pthread_rwlock_t flush_lock;
 };
 
 /* Record a failure (the first message is kept); threads stop soon after. */
@@ -141,6 +150,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 	case 3: { /* partial write */
 		if (!(p = read_verify(s, blk, &b, "partial")))
 			break;
+		bufio_wait_writeback(b);
 		unsigned a = (unsigned)(rnd_next(rs) % bs), z = (unsigned)(rnd_next(rs) % bs);
 		if (a > z) {
 			unsigned t = a;
@@ -165,6 +175,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 	case 4: /* read, rewrite all, mark dirty */
 		if (!(p = read_verify(s, blk, &b, "full")))
 			break;
+		bufio_wait_writeback(b);
 		scribble(p, shadow_of(s, blk), bs, rs);
 		bufio_mark_buffer_dirty(b);
 		bufio_release(b);
@@ -263,11 +274,16 @@ static void stress_thread(void *arg, unsigned idx)
 			op = 13;
 		else
 			op = dice; /* the unlocked and multi-block ones below */
+		bool whole_cache = dice >= 92 && dice < 98;
+		if (whole_cache)
+			pthread_rwlock_wrlock(&s->flush_lock);
+		else
+			pthread_rwlock_rdlock(&s->flush_lock);
 		if (op < 14) {
 			pthread_mutex_lock(&s->locks[blk]);
 			op_locked(s, op, blk, &rs);
 			pthread_mutex_unlock(&s->locks[blk]);
-			continue;
+			goto next;
 		}
 		if (dice < 80) { /* forget_buffers over clean blocks */
 			uint64_t n = 1 + rnd_next(&rs) % 4;
@@ -289,7 +305,7 @@ static void stress_thread(void *arg, unsigned idx)
 		} else if (dice < 84) { /* release_move */
 			uint64_t to = rnd_next(&rs) % NBLOCKS;
 			if (to == blk)
-				continue;
+				goto next;
 			uint64_t lo = blk < to ? blk : to, hi = blk < to ? to : blk;
 			pthread_mutex_lock(&s->locks[lo]);
 			pthread_mutex_lock(&s->locks[hi]);
@@ -336,6 +352,8 @@ static void stress_thread(void *arg, unsigned idx)
 			if (r)
 				bad(s, "issue_flush: %s", strerror(-r));
 		}
+	next:
+		pthread_rwlock_unlock(&s->flush_lock);
 	}
 }
 
@@ -368,6 +386,7 @@ static void stress_run(unsigned bs, int delays, uint64_t seed)
 	for (unsigned i = 0; i < NBLOCKS; i++)
 		pthread_mutex_init(&s->locks[i], NULL);
 	pthread_mutex_init(&s->msg_lock, NULL);
+	pthread_rwlock_init(&s->flush_lock, NULL);
 
 	struct bufio_backend *be = s->mem, *f = NULL;
 	if (delays) {
