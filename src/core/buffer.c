@@ -297,16 +297,15 @@ void lru_relink(struct bufio_buffer *b, int list)
 
 bool buffer_evictable(struct bufio_buffer *b)
 {
-	return hold_count(b) == 0 &&
-	       !(atomic_load(&b->state) & (B_READING | B_WRITING | B_DIRTY));
+	return hold_count(b) == 0 && !(atomic_load(&b->state) & (B_READING | B_WRITING | B_DIRTY));
 }
 
 void buffer_unhash(struct bufio_buffer *b)
 {
 	struct shard *s = index_shard(b->c, b->block);
-	pthread_rwlock_wrlock(&s->lock);
+	shard_wrlock(s);
 	index_remove(s, b);
-	pthread_rwlock_unlock(&s->lock);
+	shard_wrunlock(s);
 	lru_unlink(b);
 }
 
@@ -315,13 +314,13 @@ bool buffer_try_detach(struct bufio_buffer *b)
 	struct shard *s = index_shard(b->c, b->block);
 	/* The hold is checked under the shard write lock: the hit path takes
 	 * its hold under the read lock, so nobody can grab it meanwhile. */
-	pthread_rwlock_wrlock(&s->lock);
+	shard_wrlock(s);
 	if (!buffer_evictable(b)) {
-		pthread_rwlock_unlock(&s->lock);
+		shard_wrunlock(s);
 		return false;
 	}
 	index_remove(s, b);
-	pthread_rwlock_unlock(&s->lock);
+	shard_wrunlock(s);
 	lru_unlink(b);
 	return true;
 }

@@ -275,10 +275,10 @@ size_t bufio_metadata_per_buffer(struct bufio_client *c)
 	 * buckets at their current load. */
 	uint64_t buckets = 0, count = 0;
 	for (int i = 0; i < NSHARDS; i++) {
-		pthread_rwlock_rdlock(&c->shards[i].lock);
+		unsigned j = shard_rdlock(&c->shards[i]);
 		buckets += c->shards[i].mask + 1;
 		count += c->shards[i].count;
-		pthread_rwlock_unlock(&c->shards[i].lock);
+		shard_rdunlock(&c->shards[i], j);
 	}
 	size_t per = c->slab.obj_size;
 	if (count)

@@ -29,10 +29,10 @@ static struct bufio_buffer *find_idle_locked(struct bufio_client *c, uint64_t bl
 	struct shard *s = index_shard(c, block);
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
-		pthread_rwlock_wrlock(&s->lock);
+		shard_wrlock(s);
 		struct bufio_buffer *b = index_find(s, block);
 		if (!b) {
-			pthread_rwlock_unlock(&s->lock);
+			shard_wrunlock(s);
 			pthread_mutex_unlock(&c->lock);
 			return NULL;
 		}
@@ -41,7 +41,7 @@ static struct bufio_buffer *find_idle_locked(struct bufio_client *c, uint64_t bl
 			return b;
 		}
 		buffer_hold(b);
-		pthread_rwlock_unlock(&s->lock);
+		shard_wrunlock(s);
 		pthread_mutex_unlock(&c->lock);
 		buffer_wait_clear(b, B_IO);
 		buffer_put(b);
@@ -57,7 +57,7 @@ void bufio_forget(struct bufio_client *c, uint64_t block)
 	bool drop = hold_count(b) == 0;
 	if (drop)
 		drop_locked(s, b);
-	pthread_rwlock_unlock(&s->lock);
+	shard_wrunlock(s);
 	if (drop)
 		buffer_free(b);
 	pthread_mutex_unlock(&c->lock);
@@ -112,7 +112,7 @@ void bufio_forget_buffers(struct bufio_client *c, uint64_t block, uint64_t n_blo
 static void lock_pair(struct shard *a, struct shard *b)
 {
 	if (a == b) {
-		pthread_rwlock_wrlock(&a->lock);
+		shard_wrlock(a);
 		return;
 	}
 	if (a > b) {
@@ -120,15 +120,15 @@ static void lock_pair(struct shard *a, struct shard *b)
 		a = b;
 		b = t;
 	}
-	pthread_rwlock_wrlock(&a->lock);
-	pthread_rwlock_wrlock(&b->lock);
+	shard_wrlock(a);
+	shard_wrlock(b);
 }
 
 static void unlock_pair(struct shard *a, struct shard *b)
 {
-	pthread_rwlock_unlock(&a->lock);
+	shard_wrunlock(a);
 	if (a != b)
-		pthread_rwlock_unlock(&b->lock);
+		shard_wrunlock(b);
 }
 
 /* Drop whatever is cached for @block so @b can take its place. Returns false
@@ -141,13 +141,13 @@ static bool clear_target(struct bufio_buffer *b, uint64_t block)
 	if (!t)
 		return true;
 	if (t == b) { /* moving onto itself */
-		pthread_rwlock_unlock(&s->lock);
+		shard_wrunlock(s);
 		pthread_mutex_unlock(&c->lock);
 		return true;
 	}
 	if (hold_count(t)) {
 		/* Someone holds the target: wait for a release, as dm-bufio. */
-		pthread_rwlock_unlock(&s->lock);
+		shard_wrunlock(s);
 		atomic_fetch_add(&c->free_waiters, 1);
 		pthread_cond_wait(&c->free_cond, &c->lock);
 		atomic_fetch_sub(&c->free_waiters, 1);
@@ -155,7 +155,7 @@ static bool clear_target(struct bufio_buffer *b, uint64_t block)
 		return false;
 	}
 	drop_locked(s, t);
-	pthread_rwlock_unlock(&s->lock);
+	shard_wrunlock(s);
 	buffer_free(t);
 	pthread_mutex_unlock(&c->lock);
 	return true;

@@ -12,7 +12,7 @@
 #define INITIAL_BUCKETS 16
 /* Grow when the average chain exceeds this: keeps the index share of the
  * per-buffer metadata at 4-8 bytes with chains short enough to stay fast. */
-#define MAX_LOAD 2
+#define MAX_LOAD 1
 
 static inline uint64_t hash_block(uint64_t block)
 {
@@ -41,7 +41,10 @@ int index_init(struct bufio_client *c)
 		}
 		s->mask = INITIAL_BUCKETS - 1;
 		s->count = 0;
-		pthread_rwlock_init(&s->lock, NULL);
+		s->idx = i;
+		s->rd = c->rd;
+		for (unsigned j = 0; j < NRD; j++)
+			pthread_spin_init(&c->rd[j].l[i], PTHREAD_PROCESS_PRIVATE);
 	}
 	return 0;
 }
@@ -50,7 +53,8 @@ void index_destroy(struct bufio_client *c)
 {
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		free(c->shards[i].buckets);
-		pthread_rwlock_destroy(&c->shards[i].lock);
+		for (unsigned j = 0; j < NRD; j++)
+			pthread_spin_destroy(&c->rd[j].l[i]);
 	}
 }
 
@@ -107,13 +111,39 @@ void index_remove(struct shard *s, struct bufio_buffer *b)
 	b->hash_next = NULL;
 }
 
+void shard_wrlock(struct shard *s)
+{
+	/* Always in stripe order, and no thread holds two reader locks, so
+	 * writers and readers cannot deadlock. */
+	for (unsigned j = 0; j < NRD; j++)
+		pthread_spin_lock(&s->rd[j].l[s->idx]);
+}
+
+void shard_wrunlock(struct shard *s)
+{
+	for (unsigned j = NRD; j--;)
+		pthread_spin_unlock(&s->rd[j].l[s->idx]);
+}
+
+unsigned shard_rdlock(struct shard *s)
+{
+	unsigned j = stat_slot_id() % NRD;
+	pthread_spin_lock(&s->rd[j].l[s->idx]);
+	return j;
+}
+
+void shard_rdunlock(struct shard *s, unsigned stripe)
+{
+	pthread_spin_unlock(&s->rd[stripe].l[s->idx]);
+}
+
 struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block)
 {
 	struct shard *s = index_shard(c, block);
-	pthread_rwlock_rdlock(&s->lock);
+	unsigned j = shard_rdlock(s);
 	struct bufio_buffer *b = index_find(s, block);
 	if (b)
 		buffer_get_hold(b);
-	pthread_rwlock_unlock(&s->lock);
+	shard_rdunlock(s, j);
 	return b;
 }

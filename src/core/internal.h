@@ -30,7 +30,7 @@
 #define B_DIRTY   (1u << 2) /* modified since the last write was submitted */
 #define B_DEAD    (1u << 3) /* unhashed; freed by whoever drops the last hold */
 #define B_WAITERS (1u << 4) /* someone sleeps on the futex for this word */
-#define B_IO (B_READING | B_WRITING)
+#define B_IO      (B_READING | B_WRITING)
 
 /*
  * b->hold carries the dead mark in its top bit, so the thread dropping the
@@ -70,15 +70,36 @@ struct bufio_buffer {
 	                       /* aux data follows */
 };
 
-/* One shard of the block index: a chained hash under a reader/writer lock. */
+/*
+ * One shard of the block index: a chained hash. Its lock is a big-reader
+ * lock made of NRD spinlocks, one per stripe of thread slots, each on a
+ * cache line of its stripe: a hit takes only its own stripe's lock, so two
+ * cores hitting never write the same line; a writer takes all of them.
+ */
+#define NRD 8
+struct rd_stripe;
 struct shard {
-	pthread_rwlock_t lock;
+	struct rd_stripe *rd; /* the client's reader locks */
+	unsigned idx;
 	struct bufio_buffer **buckets;
 	uint32_t mask; /* nbuckets - 1 */
 	uint32_t count;
 } __attribute__((aligned(64)));
 
 #define NSHARDS 64
+
+/* One stripe's reader locks for every shard. */
+struct rd_stripe {
+	pthread_spinlock_t l[NSHARDS];
+} __attribute__((aligned(64)));
+/*
+ * Thread slots: the first NSLOTS_OWN are each owned by one live thread at a
+ * time (handed out on first use, returned at thread exit), so their owner
+ * updates them with plain loads and stores; threads beyond that share the
+ * rest with atomic read-modify-writes.
+ */
+#define NSLOTS     64
+#define NSLOTS_OWN 48
 
 /* Counters kept per thread slot so the hit path never shares a cache line. */
 enum stat_id {
@@ -105,7 +126,6 @@ enum stat_id {
 	ST_COUNT
 };
 
-#define NSLOTS 16
 struct stat_slot {
 	_Atomic int64_t v[ST_COUNT];
 } __attribute__((aligned(64)));
@@ -129,7 +149,9 @@ struct bufio_client {
 	void (*write_callback)(struct bufio_buffer *);
 
 	struct shard shards[NSHARDS];
+	struct rd_stripe rd[NRD];
 	struct stat_slot slots[NSLOTS];
+	int64_t stat_base[ST_COUNT]; /* counter values at the last clear (lock) */
 
 	/* Everything below is protected by lock. */
 	pthread_mutex_t lock;
@@ -164,10 +186,29 @@ struct bufio_client {
 uint32_t bufio_now(void); /* coarse monotonic seconds */
 
 /*---- stats.c ----*/
-unsigned stat_slot_id(void);
+extern _Thread_local int bufio_my_slot;
+unsigned stat_slot_assign(void);
+
+static inline unsigned stat_slot_id(void)
+{
+	int s = bufio_my_slot;
+	return __builtin_expect(s >= 0, 1) ? (unsigned)s : stat_slot_assign();
+}
+
+static inline bool slot_owned(unsigned slot)
+{
+	return slot < NSLOTS_OWN;
+}
+
 static inline void stat_add(struct bufio_client *c, enum stat_id id, int64_t n)
 {
-	atomic_fetch_add_explicit(&c->slots[stat_slot_id()].v[id], n, memory_order_relaxed);
+	unsigned slot = stat_slot_id();
+	_Atomic int64_t *v = &c->slots[slot].v[id];
+	if (slot_owned(slot)) /* only we write it: no locked instruction */
+		atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+		                      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(v, n, memory_order_relaxed);
 }
 static inline void stat_inc(struct bufio_client *c, enum stat_id id)
 {
@@ -181,6 +222,10 @@ struct shard *index_shard(struct bufio_client *c, uint64_t block);
 struct bufio_buffer *index_find(struct shard *s, uint64_t block);
 void index_insert(struct shard *s, struct bufio_buffer *b); /* shard write-locked */
 void index_remove(struct shard *s, struct bufio_buffer *b); /* shard write-locked */
+void shard_wrlock(struct shard *s);
+void shard_wrunlock(struct shard *s);
+unsigned shard_rdlock(struct shard *s); /* returns the stripe to unlock */
+void shard_rdunlock(struct shard *s, unsigned stripe);
 /* The hit path: find and take a hold under the shard read lock. */
 struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block);
 
@@ -226,7 +271,7 @@ bool buffer_test_and_set(struct bufio_buffer *b, unsigned bit);
 struct core_io {
 	struct bufio_io io;
 	uint32_t sub_seq; /* client dirty_seq when the write was submitted */
-	bool sync; /* a bufio_write_buffers caller waits for it */
+	bool sync;        /* a bufio_write_buffers caller waits for it */
 };
 
 static inline bool seq_le(uint32_t a, uint32_t b)

@@ -26,11 +26,11 @@ struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t bloc
 	if (c->alloc_callback)
 		c->alloc_callback(nb);
 	pthread_mutex_lock(&c->lock);
-	pthread_rwlock_wrlock(&s->lock);
+	shard_wrlock(s);
 	struct bufio_buffer *b = index_find(s, block);
 	if (b) {
 		buffer_get_hold(b);
-		pthread_rwlock_unlock(&s->lock);
+		shard_wrunlock(s);
 		buffer_free(nb);
 		pthread_mutex_unlock(&c->lock);
 		*created = false;
@@ -44,7 +44,7 @@ struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t bloc
 	atomic_store(&nb->accessed, 1);
 	atomic_store(&nb->last_accessed, bufio_now());
 	index_insert(s, nb);
-	pthread_rwlock_unlock(&s->lock);
+	shard_wrunlock(s);
 	lru_link(nb, LIST_CLEAN);
 	pthread_mutex_unlock(&c->lock);
 	*created = true;
@@ -161,9 +161,9 @@ void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks)
 		end = c->n_blocks;
 	for (; block < end; block++) {
 		struct shard *s = index_shard(c, block);
-		pthread_rwlock_rdlock(&s->lock);
+		unsigned j = shard_rdlock(s);
 		bool cached = index_find(s, block) != NULL;
-		pthread_rwlock_unlock(&s->lock);
+		shard_rdunlock(s, j);
 		if (cached)
 			continue;
 		struct bufio_io *io = io_alloc(c, false);

@@ -156,7 +156,7 @@ static bool claim_unheld(struct bufio_buffer *b)
  * Client lock held.
  */
 static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool limited,
-			uint32_t seq_limit, uint32_t older_than, bool background)
+                        uint32_t seq_limit, uint32_t older_than, bool background)
 {
 	unsigned n = 0;
 	struct bufio_buffer *head = c->lru[LIST_DIRTY];
@@ -306,8 +306,8 @@ int bufio_write_dirty_buffers(struct bufio_client *c)
  * a buffer already being written or when io descriptors run out. Returns
  * the index reached in *i; the submitted ones are bufs[first..*i).
  */
-static void write_some(struct bufio_client *c, struct bufio_buffer **bufs, unsigned n,
-		       unsigned *i, bool *out_of_io)
+static void write_some(struct bufio_client *c, struct bufio_buffer **bufs, unsigned n, unsigned *i,
+                       bool *out_of_io)
 {
 	struct bufio_plug plug;
 	bufio_plug_init(&plug);
