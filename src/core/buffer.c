@@ -7,14 +7,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
-/* Blocks this large get their own mapping: no allocator fragmentation and
- * the memory really goes back to the system when the buffer is freed. */
-#define MMAP_THRESHOLD (64u << 10)
-#define SLAB_CHUNK     (64u << 10)
+#define SLAB_CHUNK (64u << 10)
 
 int slab_init(struct slab *s, size_t obj_size)
 {
@@ -84,27 +80,6 @@ bool alloc_should_fail(void)
 	return false;
 }
 
-static void *data_alloc(struct bufio_client *c)
-{
-	if (c->block_size >= MMAP_THRESHOLD) {
-		void *p = mmap(NULL, c->block_size, PROT_READ | PROT_WRITE,
-		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		return p == MAP_FAILED ? NULL : p;
-	}
-	void *p = NULL;
-	if (posix_memalign(&p, c->data_align, c->block_size) != 0)
-		return NULL;
-	return p;
-}
-
-static void data_free(struct bufio_client *c, void *p)
-{
-	if (c->block_size >= MMAP_THRESHOLD)
-		munmap(p, c->block_size);
-	else
-		free(p);
-}
-
 /* A fresh buffer from the system; NULL when allocation fails (or is injected to). */
 static struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
 {
@@ -114,7 +89,7 @@ static struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
 	if (!b)
 		return NULL;
 	memset(b, 0, sizeof(*b));
-	b->data = data_alloc(c);
+	b->data = data_get(&c->data);
 	if (!b->data) {
 		slab_free(&c->slab, b);
 		return NULL;
@@ -128,7 +103,7 @@ static struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
 void buffer_destroy_mem(struct bufio_buffer *b)
 {
 	struct bufio_client *c = b->c;
-	data_free(c, b->data);
+	data_put(&c->data, b->data);
 	global_account(-(int64_t)c->block_size);
 	slab_free(&c->slab, b);
 }

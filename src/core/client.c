@@ -58,6 +58,8 @@ static int client_init(struct bufio_client *c, unsigned reserved)
 	pthread_cond_init(&c->free_cond, NULL);
 	r = slab_init(&c->slab, sizeof(struct bufio_buffer) + c->aux_size);
 	if (!r)
+		r = data_init(&c->data, c->block_size, c->data_align);
+	if (!r)
 		r = io_reserve_init(c, IO_RESERVE);
 	if (!r)
 		r = fill_reserve(c, reserved ? reserved : 1);
@@ -69,6 +71,7 @@ static void client_fini(struct bufio_client *c)
 	free_reserve(c);
 	io_reserve_destroy(c);
 	slab_destroy(&c->slab);
+	data_destroy(&c->data);
 	pthread_cond_destroy(&c->free_cond);
 	pthread_mutex_destroy(&c->lock);
 	index_destroy(c);

@@ -138,6 +138,16 @@ struct slab {
 	size_t obj_size;
 };
 
+/* Block data memory (data.c). */
+struct data_alloc {
+	pthread_mutex_t lock;
+	struct chunk *partial; /* chunks with free pieces */
+	size_t chunk, stride, first;
+	unsigned block_size;
+	unsigned nchunks;
+	bool big; /* one mapping per block */
+};
+
 struct bufio_client {
 	struct bufio_backend *be;
 	unsigned block_size;
@@ -169,6 +179,7 @@ struct bufio_client {
 	atomic_uint dirty_expire;
 
 	struct slab slab;
+	struct data_alloc data;
 
 	/* io descriptors for when malloc fails */
 	pthread_mutex_t io_lock;
@@ -260,6 +271,12 @@ bool alloc_should_fail(void);
 struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t block,
                                            struct bufio_buffer *nb, unsigned state, unsigned hold,
                                            bool *created);
+
+/*---- data.c ----*/
+int data_init(struct data_alloc *d, unsigned block_size, unsigned align);
+void *data_get(struct data_alloc *d); /* NULL when the system has no memory */
+void data_put(struct data_alloc *d, void *p);
+void data_destroy(struct data_alloc *d);
 
 /*---- wait.c: per-buffer futex waits ----*/
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits);
