@@ -50,10 +50,7 @@ static const struct daemon_option daemon_options[] = {
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+int fs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -262,23 +259,24 @@ static int spec_set_option(struct fs_device_spec *spec, const struct dev_option 
 	switch (o->kind) {
 	case OPT_NAME:
 		if (!valid_device_name(text))
-			return errf(why, whylen, -EINVAL,
-			            "not a usable file name (empty, '/', '.', '..' or 'control')");
+			return fs_errf(
+			    why, whylen, -EINVAL,
+			    "not a usable file name (empty, '/', '.', '..' or 'control')");
 		return replace_string(&spec->name, text);
 	case OPT_PATH:
 		if (!*text)
-			return errf(why, whylen, -EINVAL, "empty path");
+			return fs_errf(why, whylen, -EINVAL, "empty path");
 		return replace_string(&spec->backing, text);
 	case OPT_SIZE:
 		if (ctl_parse_explain(&block_size_syntax, text, strlen(text), &v, why, whylen) < 0)
 			return -EINVAL;
 		if (v % 512)
-			return errf(why, whylen, -EINVAL, "not a multiple of 512");
+			return fs_errf(why, whylen, -EINVAL, "not a multiple of 512");
 		spec->block_size = (unsigned)v;
 		return 0;
 	case OPT_ENGINE:
 		if (parse_engine(text, &spec->engine) < 0)
-			return errf(why, whylen, -EINVAL, "expected auto, io_uring or threads");
+			return fs_errf(why, whylen, -EINVAL, "expected auto, io_uring or threads");
 		return 0;
 	case OPT_DIRECT:
 		if (strcmp(text, "auto") == 0) {
@@ -286,12 +284,12 @@ static int spec_set_option(struct fs_device_spec *spec, const struct dev_option 
 			return 0;
 		}
 		if (parse_bool(text, &b) < 0)
-			return errf(why, whylen, -EINVAL, "expected auto, yes or no");
+			return fs_errf(why, whylen, -EINVAL, "expected auto, yes or no");
 		spec->direct = b;
 		return 0;
 	case OPT_BOOL:
 		if (parse_bool(text, &b) < 0)
-			return errf(why, whylen, -EINVAL, "expected yes or no");
+			return fs_errf(why, whylen, -EINVAL, "expected yes or no");
 		spec->readonly = b;
 		return 0;
 	}
@@ -371,8 +369,8 @@ static int fail(struct loader *ld, const config_setting_t *s, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return errf(ld->err, ld->errlen, -EINVAL, "%s:%u: %s", file ? file : ld->path,
-	            config_setting_source_line(s), msg);
+	return fs_errf(ld->err, ld->errlen, -EINVAL, "%s:%u: %s", file ? file : ld->path,
+	               config_setting_source_line(s), msg);
 }
 
 static const char *type_name(int type)
@@ -618,7 +616,7 @@ static int read_config(config_t *c, const char *path, char *err, size_t errlen)
 	char *dir = strdup(path);
 
 	if (!dir)
-		return errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	/* @include "x.conf" is relative to the including file, not the cwd. */
 	config_set_include_dir(c, dirname(dir));
 	free(dir);
@@ -628,11 +626,11 @@ static int read_config(config_t *c, const char *path, char *err, size_t errlen)
 	if (config_error_type(c) == CONFIG_ERR_FILE_IO) {
 		int e = errno ? errno : EIO;
 
-		return errf(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
+		return fs_errf(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
 	}
-	return errf(err, errlen, -EINVAL, "%s:%d: %s",
-	            config_error_file(c) ? config_error_file(c) : path, config_error_line(c),
-	            config_error_text(c));
+	return fs_errf(err, errlen, -EINVAL, "%s:%d: %s",
+	               config_error_file(c) ? config_error_file(c) : path, config_error_line(c),
+	               config_error_text(c));
 }
 
 /* Absolute, so that SIGHUP still finds the file after the daemon's chdir("/"). */
@@ -646,7 +644,7 @@ static int remember_path(struct fs_config *out, const char *path, char *err, siz
 		return 0;
 	}
 	if (replace_string(&out->config_path, path) < 0)
-		return errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+		return fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	return 0;
 }
 
@@ -710,19 +708,19 @@ static int option_tunable(struct fs_config *cfg, const struct ctl_entry *e,
 	int rc;
 
 	if (!e->configurable)
-		return errf(err, errlen, -EINVAL, "-o %s: %s %s", e->name, e->name,
-		            not_settable(e));
+		return fs_errf(err, errlen, -EINVAL, "-o %s: %s %s", e->name, e->name,
+		               not_settable(e));
 	if (!value)
-		return errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", e->name,
-		            e->name);
+		return fs_errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", e->name,
+		               e->name);
 	if (ctl_parse_explain(e, value, strlen(value), &v, why, sizeof(why)) < 0)
-		return errf(err, errlen, -EINVAL, "-o %s: invalid value \"%s\": %s", e->name, value,
-		            why);
+		return fs_errf(err, errlen, -EINVAL, "-o %s: invalid value \"%s\": %s", e->name,
+		               value, why);
 	for (unsigned i = 0; e->scope == CTL_DEVICE && i < cfg->ndevs; i++)
 		if (!spec || spec == &cfg->devs[i])
 			spec_set_tunable(&cfg->devs[i], e, v);
 	rc = add_tunable(cfg, e, spec ? spec->name : NULL, value, "-o");
-	return rc < 0 ? errf(err, errlen, rc, "-o %s: %s", e->name, strerror(-rc)) : 0;
+	return rc < 0 ? fs_errf(err, errlen, rc, "-o %s: %s", e->name, strerror(-rc)) : 0;
 }
 
 /* -o name=NEW: tunables already recorded for the old name follow the device. */
@@ -734,18 +732,18 @@ static int rename_device(struct fs_config *cfg, struct fs_device_spec *spec, con
 	int rc;
 
 	if (find_spec(cfg, name) && find_spec(cfg, name) != spec)
-		return errf(err, errlen, -EINVAL, "-o name: duplicate device name \"%s\"", name);
+		return fs_errf(err, errlen, -EINVAL, "-o name: duplicate device name \"%s\"", name);
 	old = strdup(spec->name);
 	if (!old)
-		return errf(err, errlen, -ENOMEM, "-o name: out of memory");
+		return fs_errf(err, errlen, -ENOMEM, "-o name: out of memory");
 	rc = spec_set_option(spec, find_dev_option("name"), name, why, sizeof(why));
 	for (unsigned i = 0; rc == 0 && i < cfg->ntunables; i++)
 		if (cfg->tunables[i].device && strcmp(cfg->tunables[i].device, old) == 0)
 			rc = replace_string(&cfg->tunables[i].device, name);
 	free(old);
 	if (rc == -EINVAL)
-		return errf(err, errlen, rc, "-o name: invalid value \"%s\": %s", name, why);
-	return rc < 0 ? errf(err, errlen, rc, "-o name: %s", strerror(-rc)) : 0;
+		return fs_errf(err, errlen, rc, "-o name: invalid value \"%s\": %s", name, why);
+	return rc < 0 ? fs_errf(err, errlen, rc, "-o name: %s", strerror(-rc)) : 0;
 }
 
 static int option_device(struct fs_config *cfg, const struct dev_option *o,
@@ -755,14 +753,14 @@ static int option_device(struct fs_config *cfg, const struct dev_option *o,
 	int rc = 0;
 
 	if (!value && o->kind != OPT_BOOL && o->kind != OPT_DIRECT)
-		return errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
-		            o->name);
+		return fs_errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
+		               o->name);
 	if (!spec && cfg->ndevs == 0 && !fs_config_add_device(cfg, NULL))
-		return errf(err, errlen, -ENOMEM, "-o %s: out of memory", o->name);
+		return fs_errf(err, errlen, -ENOMEM, "-o %s: out of memory", o->name);
 	if (!spec && cfg->ndevs > 1 && (o->kind == OPT_NAME || o->kind == OPT_PATH))
-		return errf(err, errlen, -EINVAL,
-		            "-o %s: %u devices are configured: write DEVICE.%s", o->name,
-		            cfg->ndevs, o->name);
+		return fs_errf(err, errlen, -EINVAL,
+		               "-o %s: %u devices are configured: write DEVICE.%s", o->name,
+		               cfg->ndevs, o->name);
 	if (o->kind == OPT_NAME && value)
 		return rename_device(cfg, spec ? spec : &cfg->devs[0], value, err, errlen);
 	for (unsigned i = 0; rc == 0 && i < cfg->ndevs; i++)
@@ -770,9 +768,9 @@ static int option_device(struct fs_config *cfg, const struct dev_option *o,
 			rc = spec_set_option(&cfg->devs[i], o, value ? value : "yes", why,
 			                     sizeof(why));
 	if (rc == -EINVAL)
-		return errf(err, errlen, rc, "-o %s: invalid value \"%s\": %s", o->name,
-		            value ? value : "", why);
-	return rc < 0 ? errf(err, errlen, rc, "-o %s: %s", o->name, strerror(-rc)) : 0;
+		return fs_errf(err, errlen, rc, "-o %s: invalid value \"%s\": %s", o->name,
+		               value ? value : "", why);
+	return rc < 0 ? fs_errf(err, errlen, rc, "-o %s: %s", o->name, strerror(-rc)) : 0;
 }
 
 static int option_daemon(struct fs_config *cfg, const struct daemon_option *o, const char *value,
@@ -782,13 +780,13 @@ static int option_daemon(struct fs_config *cfg, const struct daemon_option *o, c
 	int rc;
 
 	if (o->kind == KEY_BOOL && value && parse_bool(value, &b) < 0)
-		return errf(err, errlen, -EINVAL, "-o %s: invalid value \"%s\": expected yes or no",
-		            o->name, value);
+		return fs_errf(err, errlen, -EINVAL,
+		               "-o %s: invalid value \"%s\": expected yes or no", o->name, value);
 	if (o->kind != KEY_BOOL && (!value || !*value))
-		return errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
-		            o->name);
+		return fs_errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
+		               o->name);
 	rc = set_daemon_option(cfg, o, value ? value : "", b);
-	return rc < 0 ? errf(err, errlen, rc, "-o %s: %s", o->name, strerror(-rc)) : 0;
+	return rc < 0 ? fs_errf(err, errlen, rc, "-o %s: %s", o->name, strerror(-rc)) : 0;
 }
 
 static int option_device_key(struct fs_config *cfg, struct fs_device_spec *spec, const char *key,
@@ -801,8 +799,8 @@ static int option_device_key(struct fs_config *cfg, struct fs_device_spec *spec,
 		return option_device(cfg, o, spec, value, err, errlen);
 	if (e)
 		return option_tunable(cfg, e, spec, value, err, errlen);
-	return errf(err, errlen, -EINVAL, "-o %s.%s: unknown device setting \"%s\"", spec->name,
-	            key, key);
+	return fs_errf(err, errlen, -EINVAL, "-o %s.%s: unknown device setting \"%s\"", spec->name,
+	               key, key);
 }
 
 static char *escape_char(char *q, char c)
@@ -822,7 +820,7 @@ static int option_fuse(struct fs_config *cfg, const char *name, const char *valu
 	int rc;
 
 	if (!opt)
-		return errf(err, errlen, -ENOMEM, "-o %s: out of memory", name);
+		return fs_errf(err, errlen, -ENOMEM, "-o %s: out of memory", name);
 	for (const char *p = name; *p; p++)
 		q = escape_char(q, *p);
 	if (value) {
@@ -833,7 +831,7 @@ static int option_fuse(struct fs_config *cfg, const char *name, const char *valu
 	*q = '\0';
 	rc = append_fuse_opts(cfg, opt);
 	free(opt);
-	return rc < 0 ? errf(err, errlen, rc, "-o %s: out of memory", name) : 0;
+	return rc < 0 ? fs_errf(err, errlen, rc, "-o %s: out of memory", name) : 0;
 }
 
 int fs_config_set_option(struct fs_config *cfg, const char *name, const char *value, char *err,
@@ -845,7 +843,7 @@ int fs_config_set_option(struct fs_config *cfg, const char *name, const char *va
 	struct fs_device_spec *spec;
 
 	if (!*name)
-		return errf(err, errlen, -EINVAL, "-o: empty option name");
+		return fs_errf(err, errlen, -EINVAL, "-o: empty option name");
 	if (d)
 		return option_daemon(cfg, d, value, err, errlen);
 	if (e)
@@ -875,10 +873,10 @@ static int apply_one(const struct fs_tunable *t, struct fs_device *dev, char *er
 		return 0;
 	if (rc == -EINVAL &&
 	    ctl_parse_explain(t->entry, t->value, strlen(t->value), &v, why, sizeof(why)) < 0)
-		return errf(err, errlen, rc, "%s: %s = %s: %s", t->origin, t->entry->name, t->value,
-		            why);
-	return errf(err, errlen, rc, "%s: %s = %s%s%s: %s", t->origin, t->entry->name, t->value,
-	            dev ? " on " : "", dev ? dev->spec.name : "", strerror(-rc));
+		return fs_errf(err, errlen, rc, "%s: %s = %s: %s", t->origin, t->entry->name,
+		               t->value, why);
+	return fs_errf(err, errlen, rc, "%s: %s = %s%s%s: %s", t->origin, t->entry->name, t->value,
+	               dev ? " on " : "", dev ? dev->spec.name : "", strerror(-rc));
 }
 
 static int apply_tunable(const struct fs_tunable *t, struct fs_device **devs, unsigned ndevs,
@@ -898,8 +896,8 @@ static int apply_tunable(const struct fs_tunable *t, struct fs_device **devs, un
 			first = rc;
 	}
 	if (!found && t->device)
-		return errf(err, errlen, -ENODEV, "%s: %s: no device named \"%s\"", t->origin,
-		            t->entry->name, t->device);
+		return fs_errf(err, errlen, -ENODEV, "%s: %s: no device named \"%s\"", t->origin,
+		               t->entry->name, t->device);
 	return first;
 }
 
@@ -924,7 +922,7 @@ static int check_reload_devices(const struct fs_config *cfg, const struct fs_con
 		const struct fs_tunable *t = &fresh->tunables[i];
 
 		if (t->device && !find_spec((struct fs_config *)cfg, t->device))
-			return errf(
+			return fs_errf(
 			    err, errlen, -EINVAL,
 			    "%s: device \"%s\" is not being served (restart to add devices)",
 			    t->origin, t->device);
@@ -958,13 +956,13 @@ int fs_config_reload_tunables(struct fs_config *cfg, const char *path, char *err
 	if (!path)
 		path = cfg->config_path;
 	if (!path)
-		return errf(err, errlen, -EINVAL, "no configuration file to reload");
+		return fs_errf(err, errlen, -EINVAL, "no configuration file to reload");
 	fs_config_init(&fresh);
 	rc = load_into(&fresh, path, err, errlen);
 	if (rc == 0)
 		rc = check_reload_devices(cfg, &fresh, err, errlen);
 	if (rc == 0 && keep_cmdline_tunables(&fresh, cfg) < 0)
-		rc = errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+		rc = fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	if (rc == 0) {
 		swap = cfg->tunables;
 		n = cfg->ntunables;
@@ -980,14 +978,14 @@ int fs_config_reload_tunables(struct fs_config *cfg, const char *path, char *err
 int fs_config_check(const struct fs_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->ndevs == 0)
-		return errf(err, errlen, -EINVAL,
-		            "no device to serve: give BACKING or a config "
-		            "file with devices = ( { ... } )");
+		return fs_errf(err, errlen, -EINVAL,
+		               "no device to serve: give BACKING or a config "
+		               "file with devices = ( { ... } )");
 	for (unsigned i = 0; i < cfg->ndevs; i++)
 		if (!cfg->devs[i].backing)
-			return errf(err, errlen, -EINVAL, "device \"%s\": missing backing",
-			            cfg->devs[i].name);
+			return fs_errf(err, errlen, -EINVAL, "device \"%s\": missing backing",
+			               cfg->devs[i].name);
 	if (!cfg->mountpoint)
-		return errf(err, errlen, -EINVAL, "no mount point given");
+		return fs_errf(err, errlen, -EINVAL, "no mount point given");
 	return 0;
 }

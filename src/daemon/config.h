@@ -42,6 +42,13 @@ struct fs_config {
 	bool allow_other; /* not added to fuse_opts: the daemon passes it itself */
 };
 
+/*
+ * Format an error message into @err (when @err is non-NULL and @errlen > 0)
+ * and return @rc, so that error paths read "return fs_errf(err, errlen, -EINVAL, ...)".
+ */
+int fs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Empty config: no devices, no tunables, everything false/NULL. */
 void fs_config_init(struct fs_config *cfg);
 

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,21 +25,6 @@ static const struct option long_options[] = {
     {"demo", no_argument, NULL, OPT_DEMO},
     {NULL, 0, NULL, 0},
 };
-
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return rc;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 /* Default of a registry entry: the core's value before anything is set, or the spec's. */
 static void entry_default(const struct ctl_entry *e, char *buf, size_t size)
@@ -179,7 +163,7 @@ static int apply_o(struct fs_config *cfg, const char *arg, char *err, size_t err
 	int rc = 0;
 
 	if (!item)
-		return errf(err, errlen, -ENOMEM, "out of memory");
+		return fs_errf(err, errlen, -ENOMEM, "out of memory");
 	while (rc == 0 && *p) {
 		size_t n = 0;
 
@@ -239,10 +223,10 @@ static int scan(int argc, char **argv, struct parsed *p, struct fs_cmdline *out,
 			out->demo = true;
 			break;
 		case ':':
-			return errf(err, errlen, -EINVAL, "option %s needs an argument",
-			            argv[optind - 1]);
+			return fs_errf(err, errlen, -EINVAL, "option %s needs an argument",
+			               argv[optind - 1]);
 		default:
-			return errf(err, errlen, -EINVAL, "unknown option %s", argv[optind - 1]);
+			return fs_errf(err, errlen, -EINVAL, "unknown option %s", argv[optind - 1]);
 		}
 	}
 	return 0;
@@ -251,9 +235,9 @@ static int scan(int argc, char **argv, struct parsed *p, struct fs_cmdline *out,
 static int set_backing(struct fs_config *cfg, const char *backing, char *err, size_t errlen)
 {
 	if (cfg->ndevs > 0)
-		return errf(err, errlen, -EINVAL,
-		            "%s defines devices: give only MOUNTPOINT after -c CONFIG",
-		            cfg->config_path ? cfg->config_path : "the configuration");
+		return fs_errf(err, errlen, -EINVAL,
+		               "%s defines devices: give only MOUNTPOINT after -c CONFIG",
+		               cfg->config_path ? cfg->config_path : "the configuration");
 	return fs_config_set_option(cfg, "backing", backing, err, errlen);
 }
 
@@ -270,16 +254,16 @@ static int positionals(struct fs_config *cfg, const struct fs_cmdline *cmd, char
 
 	if (cmd->demo) {
 		if (n != 1)
-			return errf(err, errlen, -EINVAL, "--demo takes exactly one MOUNTPOINT");
+			return fs_errf(err, errlen, -EINVAL, "--demo takes exactly one MOUNTPOINT");
 		if (cmd->config_path)
-			return errf(err, errlen, -EINVAL, "--demo and -c cannot be combined");
+			return fs_errf(err, errlen, -EINVAL, "--demo and -c cannot be combined");
 		if (cfg->ndevs == 0 && !fs_config_add_device(cfg, NULL))
-			return errf(err, errlen, -ENOMEM, "out of memory");
+			return fs_errf(err, errlen, -ENOMEM, "out of memory");
 		return set_mountpoint(cfg, args[0], err, errlen);
 	}
 	if (n > 2 || (n < 2 && !cmd->config_path))
-		return errf(err, errlen, -EINVAL, "expected BACKING MOUNTPOINT%s",
-		            n > 2 ? ", got extra arguments" : "");
+		return fs_errf(err, errlen, -EINVAL, "expected BACKING MOUNTPOINT%s",
+		               n > 2 ? ", got extra arguments" : "");
 	if (n == 2) {
 		rc = set_backing(cfg, args[0], err, errlen);
 		if (rc < 0)
@@ -302,7 +286,7 @@ static int finish(int argc, char **argv, struct parsed *p, struct fs_config *cfg
 	for (unsigned i = 0; rc == 0 && i < p->no; i++)
 		rc = apply_o(cfg, p->o[i], err, errlen);
 	if (rc == 0 && out->demo && !cfg->mountpoint)
-		rc = errf(err, errlen, -EINVAL, "no mount point given");
+		rc = fs_errf(err, errlen, -EINVAL, "no mount point given");
 	if (rc == 0 && !out->demo)
 		rc = fs_config_check(cfg, err, errlen);
 	return rc;
@@ -316,7 +300,7 @@ int fs_options_parse(int argc, char **argv, struct fs_config *cfg, struct fs_cmd
 
 	memset(out, 0, sizeof(*out));
 	if (!p.o)
-		return errf(err, errlen, -ENOMEM, "out of memory");
+		return fs_errf(err, errlen, -ENOMEM, "out of memory");
 	rc = scan(argc, argv, &p, out, err, errlen);
 	if (rc == 0 && p.help) {
 		fs_options_usage(stdout, argv[0]);
