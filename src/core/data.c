@@ -38,7 +38,7 @@ int data_init(struct data_alloc *d, unsigned block_size, unsigned align)
 	memset(d, 0, sizeof(*d));
 	d->big = block_size >= BIG_BLOCK;
 	d->block_size = block_size;
-	d->stride = (block_size + align - 1) / align * align;
+	d->stride = ((size_t)block_size + align - 1) / align * align;
 	d->chunk = chunk_size(d->stride);
 	d->first = (sizeof(struct chunk) + align - 1) / align * align;
 	return pthread_mutex_init(&d->lock, NULL) ? -ENOMEM : 0;

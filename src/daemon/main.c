@@ -69,7 +69,7 @@ static int open_devices(struct fs_daemon *d)
 {
 	char err[1024];
 
-	d->devs = calloc(d->cfg->ndevs, sizeof(*d->devs));
+	d->devs = calloc(d->cfg->ndevs, sizeof(struct fs_device *));
 	if (!d->devs) {
 		fs_log(LOG_ERR, "out of memory");
 		return -ENOMEM;

@@ -90,7 +90,7 @@ static void reload(struct fs_signals *s)
  */
 static void wake_main(struct fs_signals *s)
 {
-	const struct timespec step = {.tv_nsec = 50 * 1000 * 1000};
+	const struct timespec step = {.tv_nsec = 50L * 1000 * 1000};
 
 	while (!atomic_load(&s->loop_done)) {
 		pthread_kill(s->main, SIGUSR1);
@@ -159,7 +159,9 @@ void fs_signals_stop(struct fs_signals *s)
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 	atomic_store(&s->loop_done, true);
 	/* Unblocks the sigwait if the loop ended by unmount, not by a signal. */
-	pthread_kill(s->thread, SIGTERM);
+	pthread_kill(
+	    s->thread,
+	    SIGTERM); // NOLINT(bugprone-bad-signal-to-kill-thread): blocked, taken by sigwait
 	pthread_join(s->thread, NULL);
 	free(s);
 }

@@ -141,7 +141,7 @@ static void reply_pieces(fuse_req_t req, struct iovec *iov, unsigned n, size_t s
 	char *flat, *p;
 
 	if (n < IOV_MAX) {
-		fuse_reply_iov(req, iov, n);
+		fuse_reply_iov(req, iov, (int)n); /* n < IOV_MAX */
 		return;
 	}
 	flat = malloc(size);
@@ -167,7 +167,7 @@ static void read_cached(fuse_req_t req, struct fs_device *dev, size_t size, off_
 	unsigned held = 0;
 	int err = 0;
 
-	bufs = malloc(s.n * (sizeof(*bufs) + sizeof(*iov)));
+	bufs = malloc(s.n * (sizeof(struct bufio_buffer *) + sizeof(struct iovec)));
 	if (!bufs) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -335,7 +335,7 @@ static ssize_t write_chunk(struct fs_device *dev, const char *src, size_t size, 
 	}
 	if (err && bytes == 0)
 		return err;
-	return bytes;
+	return (ssize_t)bytes; /* at most one request: 1 MiB */
 }
 
 /* Write or zero a range of any length; returns bytes done or -errno. */
@@ -346,7 +346,7 @@ static ssize_t write_range(struct fs_device *dev, const char *src, size_t size, 
 	size_t done = 0;
 
 	if (mode == FS_CACHE_NONE) {
-		int err = write_uncached(dev, src, size, off);
+		int err = write_uncached(dev, src, size, (off_t)off);
 
 		return err ? err : (ssize_t)size;
 	}
@@ -366,7 +366,7 @@ static ssize_t write_range(struct fs_device *dev, const char *src, size_t size, 
 		if ((uint64_t)n < len)
 			break;
 	}
-	return done;
+	return (ssize_t)done;
 }
 
 void fs_dev_write(fuse_req_t req, struct fs_device *dev, const char *buf, size_t size, off_t off)
@@ -396,7 +396,7 @@ void fs_dev_write(fuse_req_t req, struct fs_device *dev, const char *buf, size_t
 	n = write_range(dev, buf, size, off);
 	pthread_rwlock_unlock(&dev->mode_lock);
 	if (n < 0)
-		fuse_reply_err(req, -n);
+		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_write(req, n);
 }
@@ -472,7 +472,7 @@ static int zero_blocks(struct fs_device *dev, uint64_t blk, uint64_t n)
 
 		done = write_range(dev, NULL, step, off);
 		if (done < 0)
-			return done;
+			return (int)done; /* a negative errno here */
 		if ((size_t)done < step)
 			return -EIO;
 		off += step;
@@ -503,7 +503,7 @@ static int zero_bytes(struct fs_device *dev, uint64_t off, uint64_t len)
 	ssize_t n = write_range(dev, NULL, len, off);
 
 	if (n < 0)
-		return n;
+		return (int)n; /* a negative errno here */
 	return (uint64_t)n == len ? 0 : -EIO;
 }
 

@@ -71,8 +71,8 @@ static void fill_attr(const struct fs_ctx *ctx, fuse_ino_t ino, const struct fs_
 
 		st->st_mode = S_IFREG | (dev->spec.readonly ? 0444 : 0644);
 		st->st_nlink = 1;
-		st->st_size = dev->size;
-		st->st_blocks = dev->size / 512;
+		st->st_size = (off_t)dev->size;
+		st->st_blocks = (blkcnt_t)(dev->size / 512);
 		/* The cache block is the natural I/O size: tell tools like fio. */
 		st->st_blksize = dev->spec.block_size;
 		break;
