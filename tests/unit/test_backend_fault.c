@@ -20,7 +20,6 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB     (1024ull * 1024)
 #define OPB(op) (1u << (op))
 
 static uint64_t now_us(void)
@@ -104,14 +103,6 @@ static void tio_set(struct tio *t, struct log *l, int id, int op, void *buf, uin
 static int one(struct bufio_backend *be, int op, void *buf, uint64_t off, uint64_t len)
 {
 	return bufio_backend_rw_sync(be, (enum bufio_io_op)op, buf, off, len);
-}
-
-static uint64_t mem_ops(struct bufio_backend *m, int op)
-{
-	struct be_counts k;
-
-	be_memory_counts(m, &k);
-	return k.ops[op];
 }
 
 static char buf[1 * MIB] __attribute__((aligned(4096)));
@@ -582,10 +573,5 @@ static Suite *suite(void)
 int main(void)
 {
 	setenv("TMPDIR", "/var/tmp", 1);
-	SRunner *sr = srunner_create(suite());
-
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

@@ -21,7 +21,6 @@
 #include "helpers.h"
 
 #define KIB 1024ull
-#define MIB (1024ull * 1024)
 
 static const enum bufio_io_engine engines[] = {BUFIO_ENGINE_URING, BUFIO_ENGINE_THREADS};
 static const char *const engine_names[] = {"io_uring", "threads"};
@@ -34,14 +33,6 @@ static struct bufio_backend *open_engine(const char *path, int e, int direct, bo
 	ck_assert_msg(be != NULL, "open %s on %s: %s", path, engine_names[e], strerror(errno));
 	ck_assert_str_eq(be->name, engine_names[e]);
 	return be;
-}
-
-static void *aligned(size_t align, size_t len)
-{
-	void *p = NULL;
-
-	ck_assert_int_eq(posix_memalign(&p, align, len), 0);
-	return p;
 }
 
 static void temp_file(char *path, uint64_t size)
@@ -191,7 +182,7 @@ END_TEST
 START_TEST(test_roundtrip)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 256 * KIB), *back = aligned(4096, 256 * KIB);
+	unsigned char *buf = alloc_aligned(4096, 256 * KIB), *back = alloc_aligned(4096, 256 * KIB);
 	struct bufio_backend *be;
 	int fd;
 
@@ -222,7 +213,7 @@ END_TEST
 START_TEST(test_direct)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 64 * KIB), *back = aligned(4096, 64 * KIB);
+	unsigned char *buf = alloc_aligned(4096, 64 * KIB), *back = alloc_aligned(4096, 64 * KIB);
 	struct bufio_backend *be;
 	unsigned a;
 
@@ -263,7 +254,7 @@ END_TEST
 START_TEST(test_eof)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 64 * KIB);
+	unsigned char *buf = alloc_aligned(4096, 64 * KIB);
 	struct bufio_backend *be;
 
 	temp_file(path, 1 * MIB);
@@ -290,7 +281,7 @@ END_TEST
 START_TEST(test_short_transfers)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 1 * MIB), *back = aligned(4096, 1 * MIB);
+	unsigned char *buf = alloc_aligned(4096, 1 * MIB), *back = alloc_aligned(4096, 1 * MIB);
 	struct bufio_backend *be;
 	int fd;
 
@@ -319,7 +310,7 @@ END_TEST
 START_TEST(test_readonly)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 4096);
+	unsigned char *buf = alloc_aligned(4096, 4096);
 	struct bufio_backend *be;
 	int fd;
 
@@ -349,7 +340,7 @@ END_TEST
 START_TEST(test_discard)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 4 * MIB);
+	unsigned char *buf = alloc_aligned(4096, 4 * MIB);
 	struct bufio_backend *be;
 	struct stat before, after;
 
@@ -390,7 +381,7 @@ START_TEST(test_batch_1000)
 {
 	enum { N = 1000, BS = 4096 };
 	struct bufio_backend_options o = {.engine = engines[_i], .queue_depth = 16, .direct = -1};
-	unsigned char *buf = aligned(4096, (size_t)N * BS);
+	unsigned char *buf = alloc_aligned(4096, (size_t)N * BS);
 	struct bufio_io *ios = calloc(N, sizeof(*ios));
 	struct bufio_plug plug;
 	struct waiter w;
@@ -497,13 +488,13 @@ START_TEST(test_callback_resubmits)
 {
 	struct bufio_backend_options o = {.engine = engines[_i], .queue_depth = 4, .threads = 2};
 	struct fan *f = calloc(1, sizeof(*f));
-	unsigned char *back = aligned(4096, (size_t)FAN_TOTAL * FAN_BS);
+	unsigned char *back = alloc_aligned(4096, (size_t)FAN_TOTAL * FAN_BS);
 	char path[256];
 
 	temp_file(path, (uint64_t)FAN_TOTAL * FAN_BS);
 	f->be = bufio_backend_open(path, &o);
 	ck_assert_ptr_nonnull(f->be);
-	f->buf = aligned(4096, (size_t)FAN_TOTAL * FAN_BS);
+	f->buf = alloc_aligned(4096, (size_t)FAN_TOTAL * FAN_BS);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	fan_issue(f, 4);
@@ -533,7 +524,7 @@ struct conc {
 static void conc_worker(void *arg, unsigned idx)
 {
 	struct conc *c = arg;
-	unsigned char *buf = aligned(4096, 64 * 4096);
+	unsigned char *buf = alloc_aligned(4096, 64 * 4096);
 	struct bufio_io ios[64];
 	struct waiter w;
 
@@ -564,7 +555,7 @@ static void conc_worker(void *arg, unsigned idx)
 START_TEST(test_concurrent_submitters)
 {
 	struct bufio_backend_options o = {.engine = engines[_i], .queue_depth = 8};
-	unsigned char *back = aligned(4096, 1024 * 4096);
+	unsigned char *back = alloc_aligned(4096, 1024 * 4096);
 	struct conc c;
 	char path[256];
 
@@ -586,7 +577,7 @@ END_TEST
 START_TEST(test_mixed_batch)
 {
 	struct bufio_backend_options o = {.engine = engines[_i], .direct = 1};
-	unsigned char *buf = aligned(4096, 8 * 4096);
+	unsigned char *buf = alloc_aligned(4096, 8 * 4096);
 	struct bufio_io ios[4];
 	struct waiter w;
 	char path[256];
@@ -622,7 +613,7 @@ START_TEST(test_uring_fallback)
 {
 	char path[256], want[512], *log;
 	struct bufio_backend_options o = {.engine = BUFIO_ENGINE_AUTO};
-	unsigned char *buf = aligned(4096, 4096);
+	unsigned char *buf = alloc_aligned(4096, 4096);
 	struct bufio_backend *be;
 	struct capture c;
 
@@ -715,7 +706,7 @@ static void loop_detach(const char *dev)
 START_TEST(test_block_device)
 {
 	char path[256];
-	unsigned char *buf = aligned(4096, 1 * MIB), *back = aligned(4096, 1 * MIB);
+	unsigned char *buf = alloc_aligned(4096, 1 * MIB), *back = alloc_aligned(4096, 1 * MIB);
 	struct bufio_backend *be;
 	const char *dev;
 
@@ -815,10 +806,5 @@ int main(void)
 {
 	/* O_DIRECT needs a real filesystem; /tmp may be tmpfs */
 	setenv("TMPDIR", "/var/tmp", 1);
-	SRunner *sr = srunner_create(suite());
-
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

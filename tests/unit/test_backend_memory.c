@@ -15,8 +15,6 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-
 struct rec {
 	int calls;
 	int res;
@@ -30,14 +28,6 @@ static void rec_done(struct bufio_io *io, int res)
 	r->calls++;
 	r->res = res;
 	r->thread = pthread_self();
-}
-
-static void *aligned(size_t align, size_t len)
-{
-	void *p = NULL;
-
-	ck_assert_int_eq(posix_memalign(&p, align, len), 0);
-	return p;
 }
 
 START_TEST(test_create_errors)
@@ -67,8 +57,8 @@ END_TEST
 START_TEST(test_roundtrip_and_data)
 {
 	struct bufio_backend *m = be_memory_create(4 * MIB, 4096);
-	unsigned char *buf = aligned(4096, 64 * 1024);
-	unsigned char *back = aligned(4096, 64 * 1024);
+	unsigned char *buf = alloc_aligned(4096, 64 * 1024);
+	unsigned char *back = alloc_aligned(4096, 64 * 1024);
 
 	ck_assert_uint_eq(bufio_backend_alignment(m), 4096);
 	fill_pattern(buf, 64 * 1024, 7, 1);
@@ -94,7 +84,7 @@ END_TEST
 START_TEST(test_alignment_errors)
 {
 	struct bufio_backend *m = be_memory_create(1 * MIB, 512);
-	unsigned char *buf = aligned(4096, 8192);
+	unsigned char *buf = alloc_aligned(4096, 8192);
 
 	/* misaligned buffer, offset and length: -EINVAL, and nothing written */
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_WRITE, buf + 1, 0, 512), -EINVAL);
@@ -115,7 +105,7 @@ END_TEST
 START_TEST(test_past_end)
 {
 	struct bufio_backend *m = be_memory_create(1 * MIB, 512);
-	unsigned char *buf = aligned(4096, 8192);
+	unsigned char *buf = alloc_aligned(4096, 8192);
 
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, buf, 1 * MIB, 512), -EIO);
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, buf, 1 * MIB - 512, 1024), -EIO);
@@ -168,7 +158,7 @@ START_TEST(test_inline_completion_and_batch)
 {
 	enum { N = 1000 };
 	struct bufio_backend *m = be_memory_create(N * 4096ull, 4096);
-	unsigned char *buf = aligned(4096, N * 4096ull);
+	unsigned char *buf = alloc_aligned(4096, N * 4096ull);
 	struct bufio_io *ios = calloc(N, sizeof(*ios));
 	struct rec *recs = calloc(N, sizeof(*recs));
 	struct bufio_plug plug;
@@ -235,7 +225,7 @@ static void chain_done(struct bufio_io *io, int res)
 START_TEST(test_callback_resubmits)
 {
 	struct bufio_backend *m = be_memory_create(1 * MIB, 512);
-	unsigned char *buf = aligned(512, 512);
+	unsigned char *buf = alloc_aligned(512, 512);
 	struct chain c = {.be = m, .left = 50};
 	struct be_counts k;
 
@@ -260,7 +250,7 @@ struct par {
 static void par_worker(void *arg, unsigned idx)
 {
 	struct par *p = arg;
-	unsigned char *buf = aligned(4096, 4096);
+	unsigned char *buf = alloc_aligned(4096, 4096);
 
 	for (int i = 0; i < 500; i++) {
 		uint64_t blk = idx * 500ull + (uint64_t)i;
@@ -296,7 +286,7 @@ START_TEST(test_large_sparse)
 {
 	uint64_t size = 1024 * MIB;
 	struct bufio_backend *m = be_memory_create(size, 4096);
-	unsigned char *buf = aligned(4096, 4096);
+	unsigned char *buf = alloc_aligned(4096, 4096);
 
 	ck_assert_ptr_nonnull(m);
 	fill_pattern(buf, 4096, 1, 2);
@@ -335,10 +325,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

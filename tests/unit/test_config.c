@@ -21,6 +21,7 @@
 #include "daemon/config.h"
 #include "daemon/device.h"
 #include "daemon/options.h"
+#include "helpers.h"
 
 /* The daemon's versions (src/daemon/device.c) are not linked here. */
 int fs_device_set_cache_mode(struct fs_device *dev, unsigned mode)
@@ -273,8 +274,8 @@ START_TEST(test_cmdline_basic)
 {
 	struct fs_cmdline cmd;
 	int rc = parse_args(&cmd, "-f", "-o", "max_cache_size_bytes=64M,cache_mode=writethrough",
-	                    "/tmp/img", "/mnt/b", "-o", "readonly,block_size=8K,allow_root,direct", "-o",
-	                    "fsname=a\\,b", NULL);
+	                    "/tmp/img", "/mnt/b", "-o", "readonly,block_size=8K,allow_root,direct",
+	                    "-o", "fsname=a\\,b", NULL);
 
 	ck_assert_msg(rc == FS_OPTIONS_RUN, "%s", err);
 	ck_assert_ptr_null(cmd.config_path);
@@ -548,11 +549,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(config_suite());
 }

@@ -15,44 +15,6 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
-
-static void reset_globals(void)
-{
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
-	bufio_set_max_age(300);
-	bufio_set_retain_bytes(256 * 1024);
-	bufio_inject_alloc_failures(0);
-}
-
-/* A memory device of @blocks blocks of @bs bytes, block i filled with pattern (i, seed). */
-static struct bufio_backend *mem_with_pattern(uint64_t blocks, unsigned bs, unsigned align,
-                                              uint32_t seed)
-{
-	struct bufio_backend *m = be_memory_create(blocks * bs, align);
-	ck_assert_ptr_nonnull(m);
-	unsigned char *d = be_memory_data(m);
-	for (uint64_t i = 0; i < blocks; i++)
-		fill_pattern(d + i * bs, bs, i, seed);
-	return m;
-}
-
-static uint64_t count_of(struct bufio_backend *m, int op)
-{
-	struct be_counts k;
-	be_memory_counts(m, &k);
-	return k.ops[op];
-}
-
 /*---------------------------------------------------------------- create */
 
 static void try_block_size(unsigned align, unsigned bs, int want_ok)
@@ -366,13 +328,13 @@ START_TEST(test_read_get_new)
 	errno = 0;
 	ck_assert_ptr_null(bufio_get(c, 3, &b));
 	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), 0);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), 0);
 
 	/* read returns backend data, then get finds it */
 	unsigned char *p = bufio_read(c, 3, &b);
 	ck_assert_ptr_nonnull(p);
 	ck_assert(check_pattern(p, bs, 3, 21));
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), 1);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), 1);
 	bufio_release(b);
 	p = bufio_get(c, 3, &b);
 	ck_assert_ptr_nonnull(p);
@@ -381,19 +343,19 @@ START_TEST(test_read_get_new)
 	/* and read hits without I/O */
 	ck_assert_ptr_nonnull(bufio_read(c, 3, &b));
 	bufio_release(b);
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), 1);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), 1);
 
 	/* new: no read at all */
 	p = bufio_new(c, 4, &b);
 	ck_assert_ptr_nonnull(p);
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), 1);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), 1);
 	fill_pattern(p, bs, 4, 99);
 	bufio_mark_buffer_dirty(b);
 	bufio_release(b);
 	p = bufio_read(c, 4, &b);
 	ck_assert(check_pattern(p, bs, 4, 99));
 	bufio_release(b);
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), 1);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), 1);
 
 	/* new on a cached block returns its current contents */
 	p = bufio_new(c, 3, &b);
@@ -412,8 +374,8 @@ START_TEST(test_read_get_new)
 	ck_assert_ptr_null(bufio_new(c, 128, &b));
 	ck_assert_int_eq(errno, ERANGE);
 	ck_assert_ptr_null(bufio_get(c, 128, &b));
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), 1);
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_WRITE), 0);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), 1);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_WRITE), 0);
 
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 4 * bs, bs, 4, 99));
@@ -436,7 +398,7 @@ START_TEST(test_prefetch)
 	struct be_counts k0, k1;
 	be_memory_counts(m, &k0);
 	bufio_prefetch(c, 10, 8); /* 10..17, 12 already cached */
-	ck_assert(WAIT_UNTIL(count_of(m, BUFIO_OP_READ) >= k0.ops[BUFIO_OP_READ] + 7, 10));
+	ck_assert(WAIT_UNTIL(mem_ops(m, BUFIO_OP_READ) >= k0.ops[BUFIO_OP_READ] + 7, 10));
 	ck_assert(WAIT_UNTIL(({
 		                     struct bufio_stats s_;
 		                     bufio_get_stats(c, &s_);
@@ -460,14 +422,14 @@ START_TEST(test_prefetch)
 	bufio_prefetch(c, 1000, 4);
 	bufio_prefetch(c, 20, 0);
 	bufio_prefetch(c, 250, 100);
-	ck_assert(WAIT_UNTIL(count_of(m, BUFIO_OP_READ) >= k1.ops[BUFIO_OP_READ] + 6, 10));
+	ck_assert(WAIT_UNTIL(mem_ops(m, BUFIO_OP_READ) >= k1.ops[BUFIO_OP_READ] + 6, 10));
 	for (uint64_t i = 250; i < 256; i++) {
 		unsigned char *p = bufio_read(c, i, &b);
 		ck_assert_ptr_nonnull(p);
 		ck_assert(check_pattern(p, bs, i, 8));
 		bufio_release(b);
 	}
-	ck_assert_uint_eq(count_of(m, BUFIO_OP_READ), k1.ops[BUFIO_OP_READ] + 6);
+	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_READ), k1.ops[BUFIO_OP_READ] + 6);
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }
@@ -569,9 +531,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

@@ -16,76 +16,12 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-#define BS  4096u
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
-
-static void reset_globals(void)
-{
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
-	ck_assert_int_eq(bufio_set_max_age(300), 0);
-	ck_assert_int_eq(bufio_set_retain_bytes(256 * 1024), 0);
-	bufio_inject_alloc_failures(0);
-}
-
-static struct bufio_backend *mem_with_pattern(uint64_t blocks, uint32_t seed)
-{
-	struct bufio_backend *m = be_memory_create(blocks * BS, 512);
-	ck_assert_ptr_nonnull(m);
-	unsigned char *d = be_memory_data(m);
-	for (uint64_t i = 0; i < blocks; i++)
-		fill_pattern(d + i * BS, BS, i, seed);
-	return m;
-}
-
-static struct bufio_client *client(struct bufio_backend *m)
-{
-	struct bufio_client *c = bufio_client_create(m, BS, 1, 0, NULL, NULL);
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(bufio_set_writeback_ratio(c, 1000), 0);
-	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
-	return c;
-}
-
-static struct bufio_stats stats(struct bufio_client *c)
-{
-	struct bufio_stats st;
-	bufio_get_stats(c, &st);
-	return st;
-}
+#define BS 4096u
 
 static uint64_t cached(struct bufio_client *c)
 {
 	struct bufio_stats st = stats(c);
 	return st.buffers_clean + st.buffers_dirty;
-}
-
-static void read_range(struct bufio_client *c, uint64_t from, uint64_t n, uint32_t seed)
-{
-	for (uint64_t i = from; i < from + n; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_read(c, i, &b);
-		ck_assert_msg(p != NULL, "read %llu: %s", (unsigned long long)i, strerror(errno));
-		ck_assert(check_pattern(p, BS, i, seed));
-		bufio_release(b);
-	}
-}
-
-static int is_cached(struct bufio_client *c, uint64_t blk)
-{
-	struct bufio_buffer *b;
-	if (!bufio_get(c, blk, &b))
-		return 0;
-	bufio_release(b);
-	return 1;
 }
 
 /*---------------------------------------------------------------- the budget */
@@ -126,8 +62,8 @@ END_TEST
 START_TEST(test_lowering_budget_evicts)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(1024, 1);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(1024, BS, 512, 1);
+	struct bufio_client *c = lazy_client(m, BS);
 	uint64_t base = bufio_get_current_allocated();
 	read_range(c, 0, 512, 1);
 	ck_assert_uint_ge(bufio_get_current_allocated(), base + 512 * BS);
@@ -156,18 +92,10 @@ START_TEST(test_budget_writes_back_dirty)
 	/* over budget with dirty data: it is written, not lost */
 	reset_globals();
 	struct bufio_backend *m = be_memory_create(1024 * BS, 512);
-	struct bufio_client *c = client(m);
-	struct bufio_buffer *anchor; /* one clean buffer: no ratio write-back */
-	ck_assert_ptr_nonnull(bufio_read(c, 1023, &anchor));
-	bufio_release(anchor);
-	for (uint64_t i = 0; i < 256; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_new(c, i, &b);
-		ck_assert_ptr_nonnull(p);
-		fill_pattern(p, BS, i, 2);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	/* one clean buffer: no ratio write-back */
+	struct bufio_client *c = quiet_client(m, BS);
+	for (uint64_t i = 0; i < 256; i++)
+		dirty_block(c, i, 2);
 	ck_assert_uint_eq(stats(c).buffers_dirty, 256);
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * 1024), 0);
 	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= 256 * 1024, 10),
@@ -195,8 +123,8 @@ START_TEST(test_budget_while_reading)
 	/* streaming through a small budget stays near it */
 	reset_globals();
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * 1024), 0);
-	struct bufio_backend *m = mem_with_pattern(2048, 3);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(2048, BS, 512, 3);
+	struct bufio_client *c = lazy_client(m, BS);
 	read_range(c, 0, 2048, 3);
 	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= 256 * 1024, 10));
 	/* evicted, or reused in place for the next block */
@@ -210,8 +138,8 @@ END_TEST
 START_TEST(test_peak)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(512, 4);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(512, BS, 512, 4);
+	struct bufio_client *c = lazy_client(m, BS);
 	bufio_reset_peak_allocated();
 	uint64_t cur0 = bufio_get_current_allocated();
 	ck_assert_uint_eq(bufio_get_peak_allocated(), cur0);
@@ -236,8 +164,8 @@ END_TEST
 START_TEST(test_minimum_buffers)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(256, 5);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(256, BS, 512, 5);
+	struct bufio_client *c = lazy_client(m, BS);
 	read_range(c, 0, 64, 5);
 	ck_assert_int_eq(bufio_set_max_cache_size(1), 0);
 	bufio_run_cleanup();
@@ -285,8 +213,8 @@ START_TEST(test_clock_keeps_hot_blocks)
 	 */
 	reset_globals();
 	const uint64_t hot = 64, cold_per_round = 32, rounds = 16;
-	struct bufio_backend *m = mem_with_pattern(hot + cold_per_round * rounds + 8, 6);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(hot + cold_per_round * rounds + 8, BS, 512, 6);
+	struct bufio_client *c = lazy_client(m, BS);
 	ck_assert_int_eq(bufio_set_max_cache_size(128 * BS), 0);
 	uint64_t next_cold = hot;
 	for (uint64_t r = 0; r < rounds; r++) {
@@ -320,8 +248,9 @@ END_TEST
 START_TEST(test_budget_shared_by_clients)
 {
 	reset_globals();
-	struct bufio_backend *m1 = mem_with_pattern(512, 7), *m2 = mem_with_pattern(512, 8);
-	struct bufio_client *c1 = client(m1), *c2 = client(m2);
+	struct bufio_backend *m1 = mem_with_pattern(512, BS, 512, 7),
+	                     *m2 = mem_with_pattern(512, BS, 512, 8);
+	struct bufio_client *c1 = lazy_client(m1, BS), *c2 = lazy_client(m2, BS);
 	const uint64_t budget = 128 * BS;
 	ck_assert_int_eq(bufio_set_max_cache_size(budget), 0);
 	bufio_run_cleanup();
@@ -358,8 +287,8 @@ END_TEST
 START_TEST(test_age_eviction)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(256, 9);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(256, BS, 512, 9);
+	struct bufio_client *c = lazy_client(m, BS);
 	ck_assert_int_eq(bufio_set_retain_bytes(16 * BS), 0);
 	ck_assert_int_eq(bufio_set_max_age(1), 0);
 	read_range(c, 0, 64, 9);
@@ -391,16 +320,11 @@ START_TEST(test_age_keeps_dirty)
 	/* the age pass frees clean buffers; dirty data is never dropped */
 	reset_globals();
 	struct bufio_backend *m = be_memory_create(256 * BS, 512);
-	struct bufio_client *c = client(m);
+	struct bufio_client *c = lazy_client(m, BS);
 	ck_assert_int_eq(bufio_set_retain_bytes(0), 0);
 	ck_assert_int_eq(bufio_set_max_age(1), 0);
-	for (uint64_t i = 0; i < 32; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_new(c, i, &b);
-		fill_pattern(p, BS, i, 10);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 0; i < 32; i++)
+		dirty_block(c, i, 10);
 	sleep(2);
 	usleep(300 * 1000);
 	bufio_run_cleanup();
@@ -419,18 +343,13 @@ END_TEST
 START_TEST(test_shrink)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(256, 11);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(256, BS, 512, 11);
+	struct bufio_client *c = lazy_client(m, BS);
 	read_range(c, 0, 100, 11);
 	struct bufio_buffer *held;
 	ck_assert_ptr_nonnull(bufio_read(c, 200, &held));
-	for (uint64_t i = 210; i < 218; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_new(c, i, &b);
-		fill_pattern(p, BS, i, 12);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 210; i < 218; i++)
+		dirty_block(c, i, 12);
 	/* up to the bytes asked */
 	uint64_t freed1 = bufio_shrink(4 * BS);
 	ck_assert_uint_gt(freed1, 0);
@@ -470,7 +389,7 @@ START_TEST(test_pressure_source)
 	              "pressure source \"%s\"", src);
 	/* a client exists now, so the watcher is set up: same answer kind */
 	struct bufio_backend *m = be_memory_create(64 * BS, 512);
-	struct bufio_client *c = client(m);
+	struct bufio_client *c = lazy_client(m, BS);
 	src = bufio_pressure_source();
 	ck_assert_msg(!strcmp(src, "cgroup") || !strcmp(src, "system") || !strcmp(src, "none"),
 	              "pressure source \"%s\"", src);
@@ -502,9 +421,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

@@ -16,35 +16,7 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB      (1024ull * 1024)
 #define NTHREADS 8
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
-
-static void reset_globals(void)
-{
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
-	bufio_set_max_age(300);
-	bufio_set_retain_bytes(256 * 1024);
-	bufio_inject_alloc_failures(0);
-}
-
-static struct bufio_backend *mem_with_pattern(uint64_t blocks, unsigned bs, uint32_t seed)
-{
-	struct bufio_backend *m = be_memory_create(blocks * bs, 512);
-	ck_assert_ptr_nonnull(m);
-	unsigned char *d = be_memory_data(m);
-	for (uint64_t i = 0; i < blocks; i++)
-		fill_pattern(d + i * bs, bs, i, seed);
-	return m;
-}
 
 /*---------------------------------------------------------------- shared read */
 
@@ -89,7 +61,7 @@ START_TEST(test_one_read_many_waiters)
 {
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = mem_with_pattern(64, bs, 41);
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 41);
 	struct bufio_backend *f = be_fault_create(m, false);
 	ck_assert_ptr_nonnull(f);
 	struct bufio_client *c = bufio_client_create(f, bs, 1, 0, NULL, NULL);
@@ -139,7 +111,7 @@ START_TEST(test_new_waits_for_read_in_flight)
 	/* bufio_new on a block being read waits, then returns the read data. */
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = mem_with_pattern(64, bs, 42);
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 42);
 	struct bufio_backend *f = be_fault_create(m, false);
 	struct bufio_client *c = bufio_client_create(f, bs, 1, 0, NULL, NULL);
 	ck_assert_ptr_nonnull(c);
@@ -173,7 +145,7 @@ START_TEST(test_shared_read_error)
 	/* Every waiter of a failed read gets the error; nothing is cached. */
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = mem_with_pattern(64, bs, 43);
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 43);
 	struct bufio_backend *f = be_fault_create(m, false);
 	struct bufio_client *c = bufio_client_create(f, bs, 1, 0, NULL, NULL);
 	ck_assert_ptr_nonnull(c);
@@ -270,7 +242,7 @@ static void parallel_readers(uint64_t budget_blocks, struct bufio_backend *be, u
 START_TEST(test_parallel_readers_fit)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(256, 4096, 44);
+	struct bufio_backend *m = mem_with_pattern(256, 4096, 512, 44);
 	parallel_readers(1024, m, 256);
 	bufio_backend_close(m);
 }
@@ -280,7 +252,7 @@ START_TEST(test_parallel_readers_evicting)
 {
 	/* A cache far smaller than the working set, with asynchronous I/O. */
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(512, 4096, 44);
+	struct bufio_backend *m = mem_with_pattern(512, 4096, 512, 44);
 	struct bufio_backend *f = be_fault_create(m, false);
 	struct be_fault_rule r = {.probability = 300000, .delay_us = 200};
 	ck_assert_int_ge(be_fault_add_rule(f, &r), 0);
@@ -306,9 +278,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

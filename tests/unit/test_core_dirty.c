@@ -17,59 +17,6 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
-
-static void reset_globals(void)
-{
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
-	bufio_set_max_age(300);
-	bufio_set_retain_bytes(256 * 1024);
-	bufio_inject_alloc_failures(0);
-}
-
-static struct bufio_backend *mem_with_pattern(uint64_t blocks, unsigned bs, unsigned align,
-                                              uint32_t seed)
-{
-	struct bufio_backend *m = be_memory_create(blocks * bs, align);
-	ck_assert_ptr_nonnull(m);
-	unsigned char *d = be_memory_data(m);
-	for (uint64_t i = 0; i < blocks; i++)
-		fill_pattern(d + i * bs, bs, i, seed);
-	return m;
-}
-
-/*
- * A client that writes back only when asked: ratio 1000 and one clean buffer
- * (the device's last block), since any dirty buffer exceeds 1000 x 0 clean.
- */
-static struct bufio_client *quiet_client(struct bufio_backend *be, unsigned bs)
-{
-	struct bufio_client *c = bufio_client_create(be, bs, 1, 0, NULL, NULL);
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(bufio_set_writeback_ratio(c, 1000), 0);
-	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
-	struct bufio_buffer *b;
-	ck_assert_ptr_nonnull(bufio_read(c, bufio_get_device_size(c) - 1, &b));
-	bufio_release(b);
-	return c;
-}
-
-static struct bufio_stats stats(struct bufio_client *c)
-{
-	struct bufio_stats st;
-	bufio_get_stats(c, &st);
-	return st;
-}
-
 /*---------------------------------------------------------------- partial */
 
 /*
@@ -210,14 +157,8 @@ START_TEST(test_write_dirty_one_batch)
 	const unsigned bs = 4096;
 	struct bufio_backend *m = mem_with_pattern(256, bs, 512, 1);
 	struct bufio_client *c = quiet_client(m, bs);
-	for (uint64_t i = 0; i < 64; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_new(c, i * 3, &b);
-		ck_assert_ptr_nonnull(p);
-		fill_pattern(p, bs, i * 3, 7);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 0; i < 64; i++)
+		dirty_block(c, i * 3, 7);
 	struct bufio_stats st = stats(c);
 	ck_assert_uint_eq(st.buffers_dirty, 64);
 	ck_assert_uint_eq(st.writes, 0);
@@ -261,14 +202,8 @@ START_TEST(test_write_dirty_waits_and_flushes)
 	                          .delay_us = 30000};
 	ck_assert_int_ge(be_fault_add_rule(f, &r), 0);
 	struct bufio_client *c = quiet_client(f, bs);
-	for (uint64_t i = 0; i < 16; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_new(c, i, &b);
-		ck_assert_ptr_nonnull(p);
-		fill_pattern(p, bs, i, 8);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 0; i < 16; i++)
+		dirty_block(c, i, 8);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	unsigned char *d = be_memory_data(m);
 	struct be_counts k;
@@ -353,24 +288,14 @@ START_TEST(test_writeback_ratio_background)
 		bufio_release(b);
 	}
 	/* 24 dirty against 8 clean: not above the ratio, nothing written */
-	for (uint64_t i = 0; i < 24; i++) {
-		void *p = bufio_new(c, i, &b);
-		ck_assert_ptr_nonnull(p);
-		fill_pattern(p, bs, i, 3);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 0; i < 24; i++)
+		dirty_block(c, i, 3);
 	struct bufio_stats st = stats(c);
 	ck_assert_uint_eq(st.buffers_dirty, 24);
 	ck_assert_uint_eq(st.writes, 0);
 	/* beyond it, background write-back starts by itself */
-	for (uint64_t i = 24; i < 64; i++) {
-		void *p = bufio_new(c, i, &b);
-		ck_assert_ptr_nonnull(p);
-		fill_pattern(p, bs, i, 3);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 24; i < 64; i++)
+		dirty_block(c, i, 3);
 	ck_assert_msg(WAIT_UNTIL(stats(c).writebacks > 0, 10),
 	              "no background write-back with dirty %llu > 3 x clean",
 	              (unsigned long long)stats(c).buffers_dirty);
@@ -411,10 +336,7 @@ START_TEST(test_writeback_ratio_zero)
 		ck_assert_ptr_nonnull(bufio_read(c, 10 + i, &b));
 		bufio_release(b);
 	}
-	void *p = bufio_new(c, 1, &b);
-	fill_pattern(p, bs, 1, 4);
-	bufio_mark_buffer_dirty(b);
-	bufio_release(b);
+	dirty_block(c, 1, 4);
 	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
 	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + bs, bs, 1, 4));
 	ck_assert_uint_ge(stats(c).writebacks, 1);
@@ -430,17 +352,14 @@ START_TEST(test_dirty_expire)
 	struct bufio_backend *m = be_memory_create(64 * bs, 512);
 	struct bufio_client *c = quiet_client(m, bs);
 	ck_assert_int_eq(bufio_set_dirty_expire(c, 1), 0);
-	struct bufio_buffer *b;
-	void *p = bufio_new(c, 5, &b);
-	fill_pattern(p, bs, 5, 5);
-	bufio_mark_buffer_dirty(b);
-	bufio_release(b);
+	dirty_block(c, 5, 5);
 	sleep(2);
 	usleep(200 * 1000);
 	bufio_run_cleanup();
 	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
 	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 5 * bs, bs, 5, 5));
 	/* still cached, clean */
+	struct bufio_buffer *b;
 	ck_assert_ptr_nonnull(bufio_get(c, 5, &b));
 	bufio_release(b);
 	bufio_client_destroy(c);
@@ -449,6 +368,17 @@ START_TEST(test_dirty_expire)
 END_TEST
 
 /*---------------------------------------------------------------- release_move */
+
+/* bufio_new block @from with pattern (@from, @seed), mark it dirty, release_move it to @to. */
+static void move_new_dirty(struct bufio_client *c, uint64_t from, uint64_t to, uint32_t seed)
+{
+	struct bufio_buffer *b;
+	void *p = bufio_new(c, from, &b);
+	ck_assert_ptr_nonnull(p);
+	fill_pattern(p, bufio_get_block_size(c), from, seed);
+	bufio_mark_buffer_dirty(b);
+	bufio_release_move(b, to);
+}
 
 START_TEST(test_release_move)
 {
@@ -477,10 +407,7 @@ START_TEST(test_release_move)
 	p = bufio_read(c, 20, &b);
 	ck_assert(check_pattern(p, bs, 20, 1));
 	bufio_release(b);
-	p = bufio_new(c, 3, &b);
-	fill_pattern(p, bs, 3, 9);
-	bufio_mark_buffer_dirty(b);
-	bufio_release_move(b, 20);
+	move_new_dirty(c, 3, 20, 9);
 	p = bufio_get(c, 20, &b);
 	ck_assert_ptr_nonnull(p);
 	ck_assert(check_pattern(p, bs, 3, 9));
@@ -508,16 +435,13 @@ START_TEST(test_release_move_dirty_leaves_old_block)
 	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
 	unsigned char *d = be_memory_data(m);
 	struct bufio_client *c = quiet_client(m, bs);
-	struct bufio_buffer *b;
-	unsigned char *p = bufio_new(c, 3, &b);
-	fill_pattern(p, bs, 3, 9);
-	bufio_mark_buffer_dirty(b);
-	bufio_release_move(b, 20);
+	move_new_dirty(c, 3, 20, 9);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	ck_assert(check_pattern(d + 20 * bs, bs, 3, 9));
 	ck_assert_msg(check_pattern(d + 3 * bs, bs, 3, 1),
 	              "release_move wrote the moved data to the old block too");
-	p = bufio_read(c, 3, &b);
+	struct bufio_buffer *b;
+	unsigned char *p = bufio_read(c, 3, &b);
 	ck_assert(check_pattern(p, bs, 3, 1));
 	bufio_release(b);
 	bufio_client_destroy(c);
@@ -572,13 +496,8 @@ START_TEST(test_destroy_writes_back)
 	const unsigned bs = 4096;
 	struct bufio_backend *m = be_memory_create(64 * bs, 512);
 	struct bufio_client *c = quiet_client(m, bs);
-	for (uint64_t i = 0; i < 10; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_new(c, i * 5, &b);
-		fill_pattern(p, bs, i * 5, 11);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (uint64_t i = 0; i < 10; i++)
+		dirty_block(c, i * 5, 11);
 	struct bufio_buffer *b;
 	unsigned char *p = bufio_read(c, 62, &b);
 	memset(p + 10, 0x42, 5);
@@ -628,9 +547,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

@@ -16,17 +16,7 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-#define BS  4096u
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
+#define BS 4096u
 
 static struct bufio_backend *mem, *flt;
 static struct bufio_client *cl;
@@ -37,21 +27,11 @@ static void setup(void)
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
 	bufio_set_max_age(300);
 	bufio_inject_alloc_failures(0);
-	mem = be_memory_create(256 * BS, 512);
-	ck_assert_ptr_nonnull(mem);
-	unsigned char *d = be_memory_data(mem);
-	for (uint64_t i = 0; i < 256; i++)
-		fill_pattern(d + i * BS, BS, i, 1);
+	mem = mem_with_pattern(256, BS, 512, 1);
 	flt = be_fault_create(mem, false);
 	ck_assert_ptr_nonnull(flt);
-	cl = bufio_client_create(flt, BS, 1, 0, NULL, NULL);
-	ck_assert_ptr_nonnull(cl);
-	ck_assert_int_eq(bufio_set_writeback_ratio(cl, 1000), 0);
-	ck_assert_int_eq(bufio_set_dirty_expire(cl, 0), 0);
 	/* one clean buffer, so that ratio 1000 really means "only when asked" */
-	struct bufio_buffer *b;
-	ck_assert_ptr_nonnull(bufio_read(cl, 255, &b));
-	bufio_release(b);
+	cl = quiet_client(flt, BS);
 }
 
 static void teardown(void)
@@ -62,13 +42,6 @@ static void teardown(void)
 	bufio_backend_close(mem);
 }
 
-static struct bufio_stats stats(void)
-{
-	struct bufio_stats st;
-	bufio_get_stats(cl, &st);
-	return st;
-}
-
 static void add_rule(unsigned ops, uint64_t block, uint64_t nblocks, int error, uint64_t count)
 {
 	struct be_fault_rule r = {.ops = ops,
@@ -77,16 +50,6 @@ static void add_rule(unsigned ops, uint64_t block, uint64_t nblocks, int error, 
 	                          .count = count,
 	                          .error = error};
 	ck_assert_int_ge(be_fault_add_rule(flt, &r), 0);
-}
-
-static void dirty_block(uint64_t blk, uint32_t seed)
-{
-	struct bufio_buffer *b;
-	void *p = bufio_new(cl, blk, &b);
-	ck_assert_ptr_nonnull(p);
-	fill_pattern(p, BS, blk, seed);
-	bufio_mark_buffer_dirty(b);
-	bufio_release(b);
 }
 
 static int on_disk(uint64_t blk, uint32_t seed)
@@ -115,7 +78,7 @@ START_TEST(test_read_error_not_cached)
 	errno = 0;
 	ck_assert_ptr_null(bufio_read(cl, 10, &b));
 	ck_assert_int_eq(errno, EIO);
-	struct bufio_stats st = stats();
+	struct bufio_stats st = stats(cl);
 	ck_assert_uint_eq(st.read_errors, 2);
 	ck_assert_uint_eq(st.buffers_held, 0);
 	ck_assert_uint_eq(st.buffers_reading, 0);
@@ -153,7 +116,7 @@ START_TEST(test_prefetch_error_then_read)
 {
 	add_rule(1u << BUFIO_OP_READ, 20, 4, -EIO, 4);
 	bufio_prefetch(cl, 18, 8);
-	ck_assert(WAIT_UNTIL(stats().buffers_reading == 0 && be_fault_injected(flt) == 4, 10));
+	ck_assert(WAIT_UNTIL(stats(cl).buffers_reading == 0 && be_fault_injected(flt) == 4, 10));
 	struct bufio_buffer *b;
 	for (uint64_t i = 18; i < 26; i++) {
 		void *p = bufio_get(cl, i, &b);
@@ -172,7 +135,7 @@ START_TEST(test_prefetch_error_then_read)
 		ck_assert(check_pattern(p, BS, i, 1));
 		bufio_release(b);
 	}
-	ck_assert_uint_ge(stats().read_errors, 4);
+	ck_assert_uint_ge(stats(cl).read_errors, 4);
 }
 END_TEST
 
@@ -182,12 +145,8 @@ START_TEST(test_new_after_read_error)
 	add_rule(1u << BUFIO_OP_READ, 0, 0, -EIO, 0);
 	struct bufio_buffer *b;
 	ck_assert_ptr_null(bufio_read(cl, 7, &b));
-	void *p = bufio_new(cl, 7, &b);
-	ck_assert_ptr_nonnull(p);
-	fill_pattern(p, BS, 7, 2);
-	bufio_mark_buffer_dirty(b);
-	bufio_release(b);
-	p = bufio_read(cl, 7, &b);
+	dirty_block(cl, 7, 2);
+	void *p = bufio_read(cl, 7, &b);
 	ck_assert_ptr_nonnull(p);
 	ck_assert(check_pattern(p, BS, 7, 2));
 	bufio_release(b);
@@ -201,10 +160,10 @@ END_TEST
 START_TEST(test_write_error_stays_dirty)
 {
 	add_rule(1u << BUFIO_OP_WRITE, 0, 0, -EIO, 0);
-	dirty_block(5, 2);
-	dirty_block(6, 2);
+	dirty_block(cl, 5, 2);
+	dirty_block(cl, 6, 2);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -EIO);
-	struct bufio_stats st = stats();
+	struct bufio_stats st = stats(cl);
 	ck_assert_uint_eq(st.buffers_dirty, 2);
 	ck_assert_uint_ge(st.write_errors, 2);
 	ck_assert(on_disk(5, 1));
@@ -221,7 +180,7 @@ START_TEST(test_write_error_stays_dirty)
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
 	ck_assert(on_disk(5, 2));
 	ck_assert(on_disk(6, 2));
-	ck_assert_uint_eq(stats().buffers_dirty, 0);
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 0);
 	/* reported once: nothing new failed */
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
 }
@@ -230,19 +189,19 @@ END_TEST
 START_TEST(test_write_error_passes_errno_once)
 {
 	add_rule(1u << BUFIO_OP_WRITE, 9, 1, -ENOSPC, 1);
-	dirty_block(8, 3);
-	dirty_block(9, 3);
-	dirty_block(10, 3);
+	dirty_block(cl, 8, 3);
+	dirty_block(cl, 9, 3);
+	dirty_block(cl, 10, 3);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -ENOSPC);
 	ck_assert(on_disk(8, 3));
 	ck_assert(on_disk(10, 3));
 	ck_assert(on_disk(9, 1));
-	ck_assert_uint_eq(stats().buffers_dirty, 1);
-	ck_assert_uint_eq(stats().write_errors, 1);
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 1);
+	ck_assert_uint_eq(stats(cl).write_errors, 1);
 	/* the rule is spent: the retry succeeds and no error is repeated */
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
 	ck_assert(on_disk(9, 3));
-	ck_assert_uint_eq(stats().buffers_dirty, 0);
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 0);
 }
 END_TEST
 
@@ -251,13 +210,13 @@ START_TEST(test_background_write_error_reported)
 	/* an error met by background write-back is returned by the next call */
 	add_rule(1u << BUFIO_OP_WRITE, 0, 0, -EIO, 1);
 	ck_assert_int_eq(bufio_set_writeback_ratio(cl, 0), 0);
-	dirty_block(12, 4);
-	ck_assert(WAIT_UNTIL(stats().write_errors >= 1, 10));
+	dirty_block(cl, 12, 4);
+	ck_assert(WAIT_UNTIL(stats(cl).write_errors >= 1, 10));
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -EIO);
 	/* reported once; the data gets there (retried here if not before) */
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
 	ck_assert(on_disk(12, 4));
-	ck_assert_uint_eq(stats().buffers_dirty, 0);
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 0);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
 }
 END_TEST
@@ -265,15 +224,15 @@ END_TEST
 START_TEST(test_async_write_error_reported)
 {
 	add_rule(1u << BUFIO_OP_WRITE, 0, 0, -EIO, 1);
-	dirty_block(12, 4);
+	dirty_block(cl, 12, 4);
 	bufio_write_dirty_buffers_async(cl);
-	ck_assert(WAIT_UNTIL(stats().write_errors >= 1 && stats().buffers_writing == 0, 10));
-	ck_assert_uint_eq(stats().buffers_dirty, 1);
+	ck_assert(WAIT_UNTIL(stats(cl).write_errors >= 1 && stats(cl).buffers_writing == 0, 10));
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 1);
 	ck_assert(on_disk(12, 1));
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -EIO);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
 	ck_assert(on_disk(12, 4));
-	ck_assert_uint_eq(stats().buffers_dirty, 0);
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 0);
 }
 END_TEST
 
@@ -286,17 +245,17 @@ START_TEST(test_issue_flush)
 	ck_assert_int_eq(bufio_issue_flush(cl), 0);
 	be_fault_counts(flt, &k1);
 	ck_assert_uint_eq(k1.ops[BUFIO_OP_FLUSH] - k0.ops[BUFIO_OP_FLUSH], 1);
-	ck_assert_uint_eq(stats().flushes, 1);
+	ck_assert_uint_eq(stats(cl).flushes, 1);
 
 	add_rule(1u << BUFIO_OP_FLUSH, 0, 0, -EIO, 0);
 	ck_assert_int_eq(bufio_issue_flush(cl), -EIO);
 	/* write_dirty_buffers with no write error returns the flush's */
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -EIO);
-	dirty_block(1, 5);
+	dirty_block(cl, 1, 5);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -EIO);
 	/* the write itself succeeded */
 	ck_assert(on_disk(1, 5));
-	ck_assert_uint_eq(stats().buffers_dirty, 0);
+	ck_assert_uint_eq(stats(cl).buffers_dirty, 0);
 	be_fault_clear_rules(flt);
 	ck_assert_int_eq(bufio_issue_flush(cl), 0);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), 0);
@@ -308,7 +267,7 @@ START_TEST(test_write_error_wins_over_flush)
 	/* the first write error is what is returned, not the flush's */
 	add_rule(1u << BUFIO_OP_WRITE, 0, 0, -ENOSPC, 0);
 	add_rule(1u << BUFIO_OP_FLUSH, 0, 0, -EIO, 0);
-	dirty_block(2, 6);
+	dirty_block(cl, 2, 6);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -ENOSPC);
 }
 END_TEST
@@ -333,7 +292,7 @@ START_TEST(test_issue_discard)
 	for (unsigned i = 0; i < BS; i++)
 		ck_assert_uint_eq(((unsigned char *)p)[i], 0);
 	bufio_release(b);
-	ck_assert_uint_eq(stats().discards, 1);
+	ck_assert_uint_eq(stats(cl).discards, 1);
 	struct be_counts k;
 	be_fault_counts(flt, &k);
 	ck_assert_uint_eq(k.ops[BUFIO_OP_DISCARD], 1);
@@ -385,11 +344,11 @@ START_TEST(test_out_of_range)
 	bufio_prefetch(cl, 250, 50);
 	bufio_forget(cl, 300);
 	bufio_forget_buffers(cl, 200, UINT64_MAX);
-	ck_assert(WAIT_UNTIL(stats().buffers_reading == 0, 10));
+	ck_assert(WAIT_UNTIL(stats(cl).buffers_reading == 0, 10));
 	struct be_counts k;
 	be_fault_counts(flt, &k);
 	ck_assert_uint_le(k.ops[BUFIO_OP_READ], 6);
-	ck_assert_uint_eq(stats().read_errors, 0);
+	ck_assert_uint_eq(stats(cl).read_errors, 0);
 }
 END_TEST
 
@@ -418,9 +377,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

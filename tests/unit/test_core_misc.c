@@ -17,97 +17,15 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-#define BS  4096u
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
-
-static void reset_globals(void)
-{
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
-	bufio_set_max_age(300);
-	bufio_set_retain_bytes(256 * 1024);
-	bufio_inject_alloc_failures(0);
-}
-
-static struct bufio_backend *mem_with_pattern(uint64_t blocks, uint32_t seed)
-{
-	struct bufio_backend *m = be_memory_create(blocks * BS, 512);
-	ck_assert_ptr_nonnull(m);
-	unsigned char *d = be_memory_data(m);
-	for (uint64_t i = 0; i < blocks; i++)
-		fill_pattern(d + i * BS, BS, i, seed);
-	return m;
-}
-
-static struct bufio_client *client(struct bufio_backend *m)
-{
-	struct bufio_client *c = bufio_client_create(m, BS, 1, 0, NULL, NULL);
-	ck_assert_ptr_nonnull(c);
-	ck_assert_int_eq(bufio_set_writeback_ratio(c, 1000), 0);
-	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
-	return c;
-}
-
-/* One clean buffer, so that ratio 1000 means no background write-back. */
-static void anchor(struct bufio_client *c)
-{
-	struct bufio_buffer *b;
-	ck_assert_ptr_nonnull(bufio_read(c, bufio_get_device_size(c) - 1, &b));
-	bufio_release(b);
-}
-
-static struct bufio_stats stats(struct bufio_client *c)
-{
-	struct bufio_stats st;
-	bufio_get_stats(c, &st);
-	return st;
-}
-
-static int is_cached(struct bufio_client *c, uint64_t blk)
-{
-	struct bufio_buffer *b;
-	if (!bufio_get(c, blk, &b))
-		return 0;
-	bufio_release(b);
-	return 1;
-}
-
-static void read_range(struct bufio_client *c, uint64_t from, uint64_t n, uint32_t seed)
-{
-	for (uint64_t i = from; i < from + n; i++) {
-		struct bufio_buffer *b;
-		void *p = bufio_read(c, i, &b);
-		ck_assert_msg(p != NULL, "read %llu: %s", (unsigned long long)i, strerror(errno));
-		ck_assert(check_pattern(p, BS, i, seed));
-		bufio_release(b);
-	}
-}
-
-static void dirty_block(struct bufio_client *c, uint64_t blk, uint32_t seed)
-{
-	struct bufio_buffer *b;
-	void *p = bufio_new(c, blk, &b);
-	ck_assert_ptr_nonnull(p);
-	fill_pattern(p, BS, blk, seed);
-	bufio_mark_buffer_dirty(b);
-	bufio_release(b);
-}
+#define BS 4096u
 
 /*---------------------------------------------------------------- holds */
 
 START_TEST(test_held_survives_everything)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(256, 1);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(256, BS, 512, 1);
+	struct bufio_client *c = lazy_client(m, BS);
 	/* held first, so that it is the oldest in any replacement order */
 	struct bufio_buffer *held;
 	unsigned char *hp = bufio_read(c, 0, &held);
@@ -150,9 +68,8 @@ START_TEST(test_held_dirty_survives)
 {
 	/* a held dirty buffer: not dropped by forget, written by write-back */
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 1);
-	struct bufio_client *c = client(m);
-	anchor(c);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 1);
+	struct bufio_client *c = quiet_client(m, BS);
 	struct bufio_buffer *b;
 	unsigned char *p = bufio_new(c, 5, &b);
 	fill_pattern(p, BS, 5, 2);
@@ -185,9 +102,9 @@ static void *cleanup_main(void *arg)
 START_TEST(test_in_flight_not_evicted)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(256, 3);
+	struct bufio_backend *m = mem_with_pattern(256, BS, 512, 3);
 	struct bufio_backend *f = be_fault_create(m, false);
-	struct bufio_client *c = client(f);
+	struct bufio_client *c = lazy_client(f, BS);
 	read_range(c, 100, 32, 3);
 	be_fault_hold(f, 1u << BUFIO_OP_READ);
 	bufio_prefetch(c, 0, 16);
@@ -232,10 +149,9 @@ static void *forget_main(void *arg)
 START_TEST(test_writing_not_evicted_or_forgotten)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 4);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 4);
 	struct bufio_backend *f = be_fault_create(m, false);
-	struct bufio_client *c = client(f);
-	anchor(c);
+	struct bufio_client *c = quiet_client(f, BS);
 	dirty_block(c, 7, 5);
 	be_fault_hold(f, 1u << BUFIO_OP_WRITE);
 	bufio_write_dirty_buffers_async(c);
@@ -274,9 +190,9 @@ START_TEST(test_forget_waits_for_read)
 {
 	/* forget of a block being read waits for the read, then drops it */
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 15);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 15);
 	struct bufio_backend *f = be_fault_create(m, false);
-	struct bufio_client *c = client(f);
+	struct bufio_client *c = lazy_client(f, BS);
 	be_fault_hold(f, 1u << BUFIO_OP_READ);
 	bufio_prefetch(c, 12, 1);
 	ck_assert(WAIT_UNTIL(be_fault_held(f) == 1, 10));
@@ -300,8 +216,8 @@ END_TEST
 START_TEST(test_forget)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 6);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 6);
+	struct bufio_client *c = lazy_client(m, BS);
 	read_range(c, 0, 16, 6);
 	dirty_block(c, 20, 7);
 	dirty_block(c, 21, 7);
@@ -341,8 +257,8 @@ END_TEST
 START_TEST(test_drop_clean)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 8);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 8);
+	struct bufio_client *c = lazy_client(m, BS);
 	read_range(c, 0, 32, 8);
 	dirty_block(c, 40, 9);
 	struct bufio_buffer *held;
@@ -371,8 +287,8 @@ END_TEST
 START_TEST(test_stats)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 10);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 10);
+	struct bufio_client *c = lazy_client(m, BS);
 	struct bufio_stats st = stats(c);
 	ck_assert_uint_eq(st.hits, 0);
 	ck_assert_uint_eq(st.misses, 0);
@@ -449,8 +365,9 @@ START_TEST(test_global_stats)
 	reset_globals();
 	struct bufio_stats g0;
 	bufio_get_global_stats(&g0);
-	struct bufio_backend *m1 = mem_with_pattern(64, 11), *m2 = mem_with_pattern(64, 12);
-	struct bufio_client *c1 = client(m1), *c2 = client(m2);
+	struct bufio_backend *m1 = mem_with_pattern(64, BS, 512, 11),
+	                     *m2 = mem_with_pattern(64, BS, 512, 12);
+	struct bufio_client *c1 = lazy_client(m1, BS), *c2 = lazy_client(m2, BS);
 	read_range(c1, 0, 10, 11);
 	read_range(c2, 0, 5, 12);
 	dirty_block(c2, 30, 1);
@@ -482,8 +399,8 @@ static unsigned char *leaked_data;
 START_TEST(test_destroy_with_held_buffer)
 {
 	reset_globals();
-	struct bufio_backend *m = mem_with_pattern(64, 13);
-	struct bufio_client *c = client(m);
+	struct bufio_backend *m = mem_with_pattern(64, BS, 512, 13);
+	struct bufio_client *c = lazy_client(m, BS);
 	dirty_block(c, 9, 14);
 	uint64_t before = bufio_leaked_buffers();
 	leaked_data = bufio_read(c, 4, &leaked);
@@ -520,9 +437,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

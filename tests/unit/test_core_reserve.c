@@ -16,17 +16,7 @@
 #include "backend/be_memory.h"
 #include "helpers.h"
 
-#define MIB (1024ull * 1024)
-#define BS  4096u
-
-/* Wait (not a timed assertion) for background work: true once @cond holds. */
-#define WAIT_UNTIL(cond, secs)                                                                     \
-	({                                                                                         \
-		int ok_ = 0;                                                                       \
-		for (long i_ = 0; i_ < (long)(secs)*1000 && !(ok_ = !!(cond)); i_++)               \
-			usleep(1000);                                                              \
-		ok_ || (cond);                                                                     \
-	})
+#define BS 4096u
 
 static struct bufio_backend *mem;
 
@@ -34,24 +24,13 @@ static void setup(void)
 {
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
 	bufio_inject_alloc_failures(0);
-	mem = be_memory_create(256 * BS, 512);
-	ck_assert_ptr_nonnull(mem);
-	unsigned char *d = be_memory_data(mem);
-	for (uint64_t i = 0; i < 256; i++)
-		fill_pattern(d + i * BS, BS, i, 1);
+	mem = mem_with_pattern(256, BS, 512, 1);
 }
 
 static void teardown(void)
 {
 	bufio_inject_alloc_failures(0);
 	bufio_backend_close(mem);
-}
-
-static struct bufio_stats stats(struct bufio_client *c)
-{
-	struct bufio_stats st;
-	bufio_get_stats(c, &st);
-	return st;
 }
 
 static void read_check_release(struct bufio_client *c, uint64_t blk)
@@ -258,9 +237,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

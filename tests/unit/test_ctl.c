@@ -17,6 +17,7 @@
 #include "control/ctl.h"
 #include "daemon/config.h"
 #include "daemon/device.h"
+#include "helpers.h"
 
 #define DEV_SIZE (1u << 20)
 #define BLOCK    4096
@@ -576,11 +577,5 @@ static Suite *ctl_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ctl_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(ctl_suite());
 }
