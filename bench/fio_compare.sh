@@ -24,11 +24,13 @@ img=$work/backing.img
 # A real (non-sparse) image so reads hit the disk, not holes.
 dd if=/dev/urandom of="$img" bs=1M count="$size" status=none
 
-# job NAME FILE RW BS DEPTH ENGINE DIRECT
+# job NAME FILE RW BS DEPTH ENGINE DIRECT [once]: time-based unless "once"
+# (one pass over the file, so a cold read stays cold).
 job() {
-	local out
+	local out timing=(--runtime="$rt" --time_based)
+	[ "${8:-}" = once ] && timing=(--loops=1)
 	out=$(fio --name="$1" --filename="$2" --rw="$3" --bs="$4" --iodepth="$5" \
-		--ioengine="$6" --direct="$7" --size="${size}M" --runtime="$rt" --time_based \
+		--ioengine="$6" --direct="$7" --size="${size}M" "${timing[@]}" \
 		--group_reporting --output-format=json 2>/dev/null)
 	python3 -c '
 import json,sys
@@ -45,7 +47,7 @@ echo "backing: ${size} MiB on $(df --output=source "$work" | tail -1), runtime $
 printf '%-34s %-10s %5s %15s %14s\n' "target" "rw" "bs" "iops" "bandwidth"
 drop
 job "direct file (O_DIRECT, io_uring)" "$img" randread 4k 32 io_uring 1
-job "direct file (O_DIRECT, io_uring)" "$img" read 1M 8 io_uring 1
+job "direct file (O_DIRECT, io_uring)" "$img" read 1M 8 io_uring 1 once
 
 "$bin" -o cache_mode=none,max_cache_size_bytes=2G "$img" "$mnt"
 drop
@@ -54,7 +56,7 @@ fusermount3 -u "$mnt"
 
 "$bin" -o max_cache_size_bytes=$((size * 2))M "$img" "$mnt"
 drop
-job "bufiofs writeback, cold" "$mnt/disk" read 1M 8 io_uring 1
+job "bufiofs writeback, cold (one pass)" "$mnt/disk" read 1M 8 io_uring 1 once
 job "bufiofs writeback, warm (hits)" "$mnt/disk" randread 4k 32 io_uring 1
 job "bufiofs writeback, warm (hits)" "$mnt/disk" read 1M 8 io_uring 1
 job "bufiofs writeback, writes" "$mnt/disk" randwrite 4k 32 io_uring 1
@@ -70,7 +72,7 @@ if command -v qemu-storage-daemon >/dev/null; then
 	for _ in $(seq 50); do mountpoint -q "$qmnt/disk" && break; sleep 0.1; done
 	drop
 	job "qemu-storage-daemon FUSE export" "$qmnt/disk" randread 4k 32 io_uring 1
-	job "qemu-storage-daemon FUSE export" "$qmnt/disk" read 1M 8 io_uring 1
+	job "qemu-storage-daemon FUSE export" "$qmnt/disk" read 1M 8 io_uring 1 once
 else
 	echo "(qemu-storage-daemon not installed: apt-get install qemu-system-common for the peer)"
 fi

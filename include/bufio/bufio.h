@@ -246,8 +246,8 @@ void bufio_drop_clean(struct bufio_client *c);
 /* Counters (since creation or bufio_clear_stats) and gauges (now). */
 struct bufio_stats {
 	/* counters */
-	uint64_t hits;            /* read/get/new found the block cached */
-	uint64_t misses;          /* read/new had to create the buffer */
+	uint64_t hits;            /* read/get/new found the block cached and ready */
+	uint64_t misses;          /* read/new created the buffer or waited for its read */
 	uint64_t reads;           /* backend reads submitted */
 	uint64_t read_bytes;
 	uint64_t writes;          /* backend writes submitted */

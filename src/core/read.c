@@ -55,7 +55,8 @@ static struct bufio_buffer *find_or_create(struct bufio_client *c, uint64_t bloc
 {
 	struct bufio_buffer *b = index_find_hold(c, block);
 	if (b) {
-		stat_inc(c, ST_HITS);
+		/* Waiting for a read in flight (a prefetch's) is a miss. */
+		stat_inc(c, atomic_load(&b->state) & B_READING ? ST_MISSES : ST_HITS);
 		return b;
 	}
 	struct bufio_io *io = NULL;

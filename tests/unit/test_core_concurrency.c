@@ -96,8 +96,10 @@ START_TEST(test_one_read_many_waiters)
 	ck_assert_uint_eq(k.ops[BUFIO_OP_READ], 1);
 	bufio_get_stats(c, &st);
 	ck_assert_uint_eq(st.reads, 1);
-	ck_assert_uint_eq(st.misses, 1);
-	ck_assert_uint_eq(st.hits, NTHREADS - 1);
+	/* Waiting for the read in flight counts as a miss; a thread that came
+	 * after the release found the block ready: a hit. One read either way. */
+	ck_assert_uint_ge(st.misses, 1);
+	ck_assert_uint_eq(st.misses + st.hits, NTHREADS);
 	ck_assert_uint_eq(st.buffers_held, 0);
 	ck_assert_uint_eq(st.buffers_reading, 0);
 	bufio_client_destroy(c);
