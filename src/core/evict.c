@@ -6,7 +6,7 @@
  */
 #include "internal.h"
 
-uint64_t retain_buffers(struct bufio_client *c)
+static uint64_t retain_buffers(struct bufio_client *c)
 {
 	return atomic_load(&bufio_g.retain_bytes) / c->block_size;
 }

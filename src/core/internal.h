@@ -28,7 +28,6 @@
 #define B_READING (1u << 0) /* a backend read is in flight */
 #define B_WRITING (1u << 1) /* a backend write is in flight */
 #define B_DIRTY   (1u << 2) /* modified since the last write was submitted */
-#define B_DEAD    (1u << 3) /* unhashed; freed by whoever drops the last hold */
 #define B_WAITERS (1u << 4) /* someone sleeps on the futex for this word */
 #define B_IO      (B_READING | B_WRITING)
 
@@ -281,8 +280,6 @@ void data_destroy(struct data_alloc *d);
 /*---- wait.c: per-buffer futex waits ----*/
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits);
 void buffer_clear_wake(struct bufio_buffer *b, unsigned bits);
-/* Try to set @bit if clear (for exclusive writers); returns true if set. */
-bool buffer_test_and_set(struct bufio_buffer *b, unsigned bit);
 
 /* The core's io descriptor: the backend request plus write bookkeeping. */
 struct core_io {
@@ -307,8 +304,6 @@ void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug
 
 /*---- writeback.c ----*/
 /* Collect writes for dirty buffers of @c into @plug; client lock held. */
-unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug, uint32_t older_than,
-                           bool background);
 void writeback_async(struct bufio_client *c, bool background);
 void writeback_expired(struct bufio_client *c, uint32_t now);
 bool writeback_needed(struct bufio_client *c); /* client lock held */
@@ -317,7 +312,6 @@ bool writeback_needed(struct bufio_client *c); /* client lock held */
 /* Evict up to @nr clean buffers in CLOCK order; client lock held. */
 uint64_t evict_clock(struct bufio_client *c, uint64_t nr, enum stat_id reason);
 void evict_old(struct bufio_client *c, uint32_t now, unsigned max_age);
-uint64_t retain_buffers(struct bufio_client *c);
 struct bufio_buffer *reuse_unclaimed(struct bufio_client *c); /* client lock held */
 
 /*---- global.c ----*/
@@ -339,7 +333,6 @@ struct bufio_global {
 	/* background worker */
 	pthread_t worker;
 	bool worker_running;
-	bool worker_stop;
 	pthread_cond_t worker_cond;
 	unsigned kick;           /* KICK_* bits, under lock */
 	uint64_t shrink_request; /* bytes, from the pressure watcher */

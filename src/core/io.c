@@ -83,7 +83,6 @@ static void read_failed(struct bufio_buffer *b, int res)
 	stat_inc(c, ST_READ_ERRORS);
 	pthread_mutex_lock(&c->lock);
 	buffer_unhash(b);
-	atomic_fetch_or(&b->state, B_DEAD);
 	atomic_fetch_or(&b->hold, HOLD_DEAD);
 	pthread_mutex_unlock(&c->lock);
 }

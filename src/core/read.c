@@ -95,7 +95,8 @@ static bool wait_read(struct bufio_buffer *b)
 {
 	if (atomic_load_explicit(&b->state, memory_order_acquire) & B_READING)
 		buffer_wait_clear(b, B_READING);
-	if (atomic_load_explicit(&b->state, memory_order_acquire) & B_DEAD) {
+	/* We hold it, so reading the dead mark in the hold word is safe. */
+	if (atomic_load_explicit(&b->hold, memory_order_acquire) & HOLD_DEAD) {
 		int err = b->io_error ? -b->io_error : EIO;
 		buffer_put(b);
 		errno = err;
@@ -123,7 +124,8 @@ void *bufio_read(struct bufio_client *c, uint64_t block, struct bufio_buffer **b
 void *bufio_get(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp)
 {
 	struct bufio_buffer *b = block < c->n_blocks ? index_find_hold(c, block) : NULL;
-	if (b && (atomic_load_explicit(&b->state, memory_order_acquire) & (B_READING | B_DEAD))) {
+	if (b && ((atomic_load_explicit(&b->state, memory_order_acquire) & B_READING) ||
+	          (atomic_load(&b->hold) & HOLD_DEAD))) {
 		/* Never wait here: a caller may have prefetched this very block
 		 * and would deadlock waiting for itself (see dm-bufio). */
 		buffer_put(b);

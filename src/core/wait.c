@@ -44,8 +44,3 @@ void buffer_clear_wake(struct bufio_buffer *b, unsigned bits)
 	if (old & B_WAITERS)
 		futex_wake_all(&b->state);
 }
-
-bool buffer_test_and_set(struct bufio_buffer *b, unsigned bit)
-{
-	return !(atomic_fetch_or(&b->state, bit) & bit);
-}

@@ -197,8 +197,8 @@ static void submit_writes(struct bufio_client *c, struct bufio_plug *plug)
 	bufio_plug_finish(plug, c->be);
 }
 
-unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug, uint32_t older_than,
-                           bool background)
+static unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug,
+                                  uint32_t older_than, bool background)
 {
 	unsigned n = collect(c, plug, false, 0, older_than, background);
 	if (background)
