@@ -10,4 +10,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	build-essential cmake pkg-config ca-certificates \
 	libfuse3-dev fuse3 liburing-dev libconfig-dev check libsystemd-dev \
-	fio e2fsprogs util-linux kmod procps >/dev/null
+	fio e2fsprogs util-linux kmod procps \
+	nbdkit libnbd-bin clang libclang-rt-14-dev >/dev/null

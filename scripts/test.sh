@@ -30,4 +30,9 @@ if ctest --test-dir build -N -L integration | grep -q 'Total Tests: [1-9]'; then
 	step "integration tests"
 	ctest --test-dir build -L integration --output-on-failure
 fi
+if ctest --test-dir build-asan -N -L reliability | grep -q 'Total Tests: [1-9]'; then
+	step "reliability tests (daemon under ASan+UBSan)"
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ctest --test-dir build-asan -L reliability --output-on-failure
+fi
 step "all tests passed"
