@@ -58,8 +58,9 @@ void fs_daemon_ready(int *status_fd, int status);
  */
 struct fs_signals;
 int fs_signals_block(void);
-struct fs_signals *fs_signals_start(struct fuse_session *se, struct fs_config *cfg,
-                                    struct fs_device **devs, unsigned ndevs);
+struct fs_loop;
+struct fs_signals *fs_signals_start(struct fuse_session *se, struct fs_loop *loop,
+                                    struct fs_config *cfg, struct fs_device **devs, unsigned ndevs);
 /* After the loop returned: stop the signal thread and free @s. */
 void fs_signals_stop(struct fs_signals *s);
 

@@ -157,16 +157,28 @@ static void log_serving(const struct fs_daemon *d)
 static int serve(struct fs_daemon *d)
 {
 	struct fs_signals *sigs;
+	struct fs_loop *loop;
 	int ret;
 
-	sigs = fs_signals_start(d->se, d->cfg, d->devs, d->ndevs);
-	if (!sigs)
+	loop = fs_loop_start(d->se, FS_MAX_THREADS);
+	if (!loop)
 		return 1;
+	sigs = fs_signals_start(d->se, loop, d->cfg, d->devs, d->ndevs);
+	if (!sigs) {
+		fuse_session_exit(d->se);
+		fs_loop_interrupt(loop);
+		/* A worker may have been between reads: unmounting ends it too. */
+		fuse_session_unmount(d->se);
+		fs_loop_join(loop);
+		fs_loop_free(loop);
+		return 1;
+	}
 	log_serving(d);
 	notify("READY=1");
 	fs_daemon_ready(&d->status_fd, 0);
-	ret = fs_serve(d->se, FS_MAX_THREADS);
+	ret = fs_loop_join(loop);
 	fs_signals_stop(sigs);
+	fs_loop_free(loop);
 	notify("STOPPING=1");
 	if (ret < 0) {
 		fs_log(LOG_ERR, "FUSE session ended with an error: %s", strerror(-ret));

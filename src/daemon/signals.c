@@ -18,11 +18,12 @@
 
 #include "daemon/lifecycle.h"
 #include "daemon/log.h"
+#include "fuse/fs.h"
 
 struct fs_signals {
 	pthread_t thread;
-	pthread_t main;
 	struct fuse_session *se;
+	struct fs_loop *loop;
 	struct fs_config *cfg;
 	struct fs_device **devs;
 	unsigned ndevs;
@@ -37,7 +38,7 @@ static void handled_set(sigset_t *set)
 	sigaddset(set, SIGHUP);
 }
 
-/* Exists only so that SIGUSR1 interrupts the main thread's wait (EINTR). */
+/* Exists only so that SIGUSR1 interrupts a FUSE worker's read (EINTR). */
 static void wake_handler(int sig)
 {
 	(void)sig;
@@ -84,16 +85,16 @@ static void reload(struct fs_signals *s)
 }
 
 /*
- * libfuse's loop only notices fuse_session_exit() when its wait returns, so
- * poke the main thread until it is out. The retry covers a poke that lands
- * just before the wait starts; it only runs while shutting down.
+ * A worker only notices fuse_session_exit() when its read returns, so poke
+ * the workers until they are out. The retry covers a poke that lands just
+ * before a read starts; it only runs while shutting down.
  */
-static void wake_main(struct fs_signals *s)
+static void wake_workers(struct fs_signals *s)
 {
 	const struct timespec step = {.tv_nsec = 50L * 1000 * 1000};
 
 	while (!atomic_load(&s->loop_done)) {
-		pthread_kill(s->main, SIGUSR1);
+		fs_loop_interrupt(s->loop);
 		nanosleep(&step, NULL);
 	}
 }
@@ -116,24 +117,22 @@ static void *signal_thread(void *arg)
 		}
 		fs_log(LOG_NOTICE, "%s: writing back and unmounting", strsignal(sig));
 		fuse_session_exit(s->se);
-		wake_main(s);
+		wake_workers(s);
 		return NULL;
 	}
 }
 
-struct fs_signals *fs_signals_start(struct fuse_session *se, struct fs_config *cfg,
-                                    struct fs_device **devs, unsigned ndevs)
+struct fs_signals *fs_signals_start(struct fuse_session *se, struct fs_loop *loop,
+                                    struct fs_config *cfg, struct fs_device **devs, unsigned ndevs)
 {
 	struct fs_signals *s = calloc(1, sizeof(*s));
-	sigset_t usr1;
 	int err;
 
 	if (!s) {
 		fs_log(LOG_ERR, "cannot start the signal thread: out of memory");
 		return NULL;
 	}
-	*s = (struct fs_signals){
-	    .main = pthread_self(), .se = se, .cfg = cfg, .devs = devs, .ndevs = ndevs};
+	*s = (struct fs_signals){.se = se, .loop = loop, .cfg = cfg, .devs = devs, .ndevs = ndevs};
 	atomic_init(&s->loop_done, false);
 	err = pthread_create(&s->thread, NULL, signal_thread, s);
 	if (err) {
@@ -141,22 +140,13 @@ struct fs_signals *fs_signals_start(struct fuse_session *se, struct fs_config *c
 		free(s);
 		return NULL;
 	}
-	/* Only the main thread (and the workers it starts) can be poked. */
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	return s;
 }
 
 void fs_signals_stop(struct fs_signals *s)
 {
-	sigset_t usr1;
-
 	if (!s)
 		return;
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 	atomic_store(&s->loop_done, true);
 	/* Unblocks the sigwait if the loop ended by unmount, not by a signal. */
 	pthread_kill(

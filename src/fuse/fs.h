@@ -43,10 +43,27 @@ void fs_ctx_init(struct fs_ctx *ctx, struct fs_device **devs, unsigned ndevs, bo
 struct fuse_session *fs_mount(struct fs_ctx *ctx, const char *mountpoint, struct fuse_args *args);
 
 /*
- * Serve requests on a multi-threaded loop until unmounted or
- * fuse_session_exit(). Returns 0 or -errno from libfuse.
+ * The worker pool serving @se: @nthreads threads (at least 1) that each take
+ * requests from /dev/fuse until the session ends (unmount, or
+ * fuse_session_exit() followed by fs_loop_interrupt()). A worker blocks while
+ * its request waits for backing I/O, so the pool size bounds the requests
+ * served at once. Returns NULL (logged) if no thread could be started.
  */
-int fs_serve(struct fuse_session *se, unsigned max_threads);
+struct fs_loop;
+struct fs_loop *fs_loop_start(struct fuse_session *se, unsigned nthreads);
+
+/*
+ * Interrupt workers blocked in read(2) so they see fuse_session_exit().
+ * A poke can land just before a worker blocks: repeat until fs_loop_join()
+ * has returned. Any thread; valid until fs_loop_free().
+ */
+void fs_loop_interrupt(struct fs_loop *l);
+
+/* Wait for every worker to end. Returns 0 or the first -errno of a read. */
+int fs_loop_join(struct fs_loop *l);
+
+/* Free the pool after fs_loop_join() (and after nobody can interrupt it). */
+void fs_loop_free(struct fs_loop *l);
 
 /* Unmount (if still mounted) and free the session. */
 void fs_unmount(struct fuse_session *se);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Session setup for the FUSE frontend: mount options every bufiofs mount
- * needs, the multi-threaded loop, and unmounting.
+ * needs, and unmounting (the worker pool is in loop.c).
  */
 #include <errno.h>
 #include <fuse_log.h>
@@ -63,22 +63,6 @@ struct fuse_session *fs_mount(struct fs_ctx *ctx, const char *mountpoint, struct
 		return NULL;
 	}
 	return se;
-}
-
-int fs_serve(struct fuse_session *se, unsigned max_threads)
-{
-	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	int ret;
-
-	if (!cfg)
-		return -ENOMEM;
-	fuse_loop_cfg_set_max_threads(cfg, max_threads);
-	/* Keep workers around: a loop device sends bursts of requests. */
-	fuse_loop_cfg_set_idle_threads(cfg, max_threads);
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	ret = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
-	return ret;
 }
 
 void fs_unmount(struct fuse_session *se)
