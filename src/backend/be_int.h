@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <bufio/backend.h>
 
@@ -53,6 +54,19 @@ int be_file_discard_sync(struct be_file *f, uint64_t off, uint64_t len);
 
 /* Run one validated io synchronously (pread/pwrite/fdatasync/discard). 0 or -errno. */
 int be_file_exec(struct be_file *f, struct bufio_io *io);
+
+/*
+ * Merging (merge.c). be_merge() sorts a list of validated ios by op and
+ * offset and replaces each run of adjacent reads (or writes) by one io whose
+ * op has BE_IO_VEC set; engines issue it as a vectored read or write of
+ * be_vec_iov() at ->offset plus what already moved, call be_vec_advance()
+ * after a short transfer, and complete it with 0 once every byte moved, else
+ * with an error (its completion then retries each part alone). Never blocks.
+ */
+#define BE_IO_VEC 0x80
+struct bufio_io *be_merge(struct be_file *f, struct bufio_io *ios);
+const struct iovec *be_vec_iov(const struct bufio_io *io, unsigned *n);
+void be_vec_advance(struct bufio_io *io, uint64_t bytes);
 
 /* Release what bufio_backend_open() set up in @f (fd, path). */
 void be_file_release(struct be_file *f);

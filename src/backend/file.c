@@ -130,10 +130,39 @@ int be_file_discard_sync(struct be_file *f, uint64_t off, uint64_t len)
 	return ret;
 }
 
+/* A merged io: vectored calls until every byte moved (see be_merge). */
+static int exec_vec(struct be_file *f, struct bufio_io *io)
+{
+	uint64_t done = 0;
+
+	while (done < io->len) {
+		unsigned n;
+		const struct iovec *iov = be_vec_iov(io, &n);
+		off_t off = (off_t)(io->offset + done);
+		ssize_t r = (io->op & ~BE_IO_VEC) == BUFIO_OP_READ
+		                ? preadv(f->fd, iov, (int)n, off)
+		                : pwritev(f->fd, iov, (int)n, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO; /* end of file before the end of the io */
+		done += (uint64_t)r;
+		if (done < io->len && (done & (f->be.align - 1)))
+			return -EIO; /* O_DIRECT stopped mid-block: EOF */
+		be_vec_advance(io, (uint64_t)r);
+	}
+	return 0;
+}
+
 int be_file_exec(struct be_file *f, struct bufio_io *io)
 {
 	uint64_t done = 0;
 
+	if (io->op & BE_IO_VEC)
+		return exec_vec(f, io);
 	switch (io->op) {
 	case BUFIO_OP_FLUSH:
 		while (fdatasync(f->fd) != 0) {

@@ -127,7 +127,7 @@ static void threads_submit(struct bufio_backend *be, struct bufio_io *ios)
 		ios = next;
 	}
 	*tail = NULL;
-	be_pool_queue(&t->pool, ok);
+	be_pool_queue(&t->pool, be_merge(&t->f, ok));
 }
 
 static void threads_close(struct bufio_backend *be)

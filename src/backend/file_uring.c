@@ -89,8 +89,18 @@ static void prep(struct be_uring *u, struct uring_req *r)
 	struct bufio_io *io = r->io;
 	uint64_t rest = io->len - r->done;
 	unsigned chunk = rest < u->f.max_xfer ? (unsigned)rest : (unsigned)u->f.max_xfer;
+	const struct iovec *iov = NULL;
+	unsigned nvec = 0;
 
+	if (io->op & BE_IO_VEC) /* advanced past r->done by the reaper */
+		iov = be_vec_iov(io, &nvec);
 	switch (io->op) {
+	case BUFIO_OP_READ | BE_IO_VEC:
+		io_uring_prep_readv(sqe, u->f.fd, iov, nvec, io->offset + r->done);
+		break;
+	case BUFIO_OP_WRITE | BE_IO_VEC:
+		io_uring_prep_writev(sqe, u->f.fd, iov, nvec, io->offset + r->done);
+		break;
 	case BUFIO_OP_READ:
 		io_uring_prep_read(sqe, u->f.fd, (char *)io->buf + r->done, chunk,
 		                   io->offset + r->done);
@@ -166,6 +176,7 @@ static void uring_submit(struct bufio_backend *be, struct bufio_io *ios)
 		be_pool_queue(&u->helper, slow);
 	if (!ok)
 		return;
+	ok = be_merge(&u->f, ok);
 
 	pthread_mutex_lock(&u->lock);
 	while (ok) {
@@ -239,7 +250,10 @@ static void *reaper_main(void *arg)
 				prep(u, r);
 				continue;
 			}
-			if (res > 0 && (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
+			bool rw = (io->op & ~BE_IO_VEC) == BUFIO_OP_READ ||
+			          (io->op & ~BE_IO_VEC) == BUFIO_OP_WRITE;
+
+			if (res > 0 && rw) {
 				r->done += (uint64_t)res;
 				if (r->done >= io->len) {
 					res = 0;
@@ -248,11 +262,12 @@ static void *reaper_main(void *arg)
 					 * be aligned */
 					res = -EIO;
 				} else {
+					if (io->op & BE_IO_VEC)
+						be_vec_advance(io, (uint64_t)res);
 					prep(u, r); /* short transfer: the rest */
 					continue;
 				}
-			} else if (res == 0 &&
-			           (io->op == BUFIO_OP_READ || io->op == BUFIO_OP_WRITE)) {
+			} else if (res == 0 && rw) {
 				res = -EIO; /* end of file before the end of the io */
 			}
 			done[ndone].io = io;
@@ -305,8 +320,9 @@ static const struct bufio_backend_ops uring_ops = {
 /* Kernels before 5.6 have rings but not these opcodes. */
 static int probe_ops(struct io_uring *ring)
 {
-	static const int needed[] = {IORING_OP_NOP, IORING_OP_READ, IORING_OP_WRITE,
-	                             IORING_OP_FSYNC, IORING_OP_FALLOCATE};
+	static const int needed[] = {IORING_OP_NOP,      IORING_OP_READ,   IORING_OP_WRITE,
+	                             IORING_OP_READV,    IORING_OP_WRITEV, IORING_OP_FSYNC,
+	                             IORING_OP_FALLOCATE};
 	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
 	int ret = 0;
 

@@ -307,6 +307,96 @@ START_TEST(test_short_transfers)
 }
 END_TEST
 
+/* Read syscalls of this process so far (/proc/self/io syscr). */
+static unsigned long long read_syscalls(void)
+{
+	char line[128];
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/self/io", "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "syscr: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* Submit @n 4 KiB ios of @op at blocks @first.. (in a shuffled order), wait. */
+static void submit_blocks(struct bufio_backend *be, struct waiter *w, uint8_t op,
+                          unsigned char *buf, unsigned first, unsigned n)
+{
+	struct bufio_io *ios = calloc(n, sizeof(*ios));
+	struct bufio_plug plug;
+
+	bufio_plug_init(&plug);
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = (k * 7) % n; /* n is not a multiple of 7: a permutation */
+
+		ios[i] = (struct bufio_io){.buf = buf + (uint64_t)i * 4096,
+		                           .offset = (uint64_t)(first + i) * 4096,
+		                           .len = 4096,
+		                           .done = waiter_done,
+		                           .private = w,
+		                           .op = op};
+		bufio_plug_add(&plug, &ios[i]);
+	}
+	bufio_backend_submit(be, plug.head);
+	waiter_wait(w, n);
+	free(ios);
+}
+
+/*
+ * Adjacent ios of one batch are merged into vectored calls (fewer system
+ * calls, same data); when a merged call fails, every part is retried alone
+ * and gets its own result.
+ */
+START_TEST(test_merge)
+{
+	char path[256];
+	const unsigned n = 300; /* more than one merged call (256 segments, 1 MiB) */
+	unsigned char *buf = alloc_aligned(4096, n * 4096ull),
+	              *back = alloc_aligned(4096, n * 4096ull);
+	unsigned long long before;
+	struct bufio_backend *be;
+	struct waiter w;
+	int fd;
+
+	temp_file(path, 4 * MIB);
+	be = open_engine(path, _i, 1, false);
+	fill_pattern(buf, n * 4096ull, 21, (uint32_t)_i);
+	waiter_init(&w);
+	submit_blocks(be, &w, BUFIO_OP_WRITE, buf, 8, n);
+	ck_assert_uint_eq(w.errors, 0);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_eq(pread(fd, back, n * 4096ull, 8 * 4096), (ssize_t)(n * 4096ull));
+	close(fd);
+	ck_assert_int_eq(memcmp(buf, back, n * 4096ull), 0);
+
+	memset(back, 0, n * 4096ull);
+	waiter_init(&w);
+	before = read_syscalls();
+	submit_blocks(be, &w, BUFIO_OP_READ, back, 8, n);
+	ck_assert_uint_eq(w.errors, 0);
+	ck_assert_int_eq(memcmp(buf, back, n * 4096ull), 0);
+	/* threads: preadv calls; io_uring: none, unless the parts fell back to pread */
+	ck_assert_uint_le(read_syscalls() - before, 4);
+
+	/* the file ends inside the run: the blocks before its end still read */
+	ck_assert_int_eq(truncate(path, (8 + 100) * 4096), 0);
+	memset(back, 0, n * 4096ull);
+	waiter_init(&w);
+	submit_blocks(be, &w, BUFIO_OP_READ, back, 8, n);
+	ck_assert_uint_eq(w.errors, n - 100);
+	ck_assert_int_eq(w.last_err, -EIO);
+	ck_assert_int_eq(memcmp(buf, back, 100 * 4096), 0);
+	bufio_backend_close(be);
+	unlink(path);
+	free(buf);
+	free(back);
+}
+END_TEST
+
 START_TEST(test_readonly)
 {
 	char path[256];
@@ -790,6 +880,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(t, test_direct, 0, 2);
 	tcase_add_loop_test(t, test_eof, 0, 2);
 	tcase_add_loop_test(t, test_short_transfers, 0, 2);
+	tcase_add_loop_test(t, test_merge, 0, 2);
 	tcase_add_loop_test(t, test_readonly, 0, 2);
 	tcase_add_loop_test(t, test_discard, 0, 2);
 	tcase_add_loop_test(t, test_batch_1000, 0, 2);
