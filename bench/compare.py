@@ -111,6 +111,7 @@ def cmd_record(args):
     out = args.pop(0)
     rec = {}
     show = False
+    iolog = None
     while args:
         a = args.pop(0)
         if a == "--print":
@@ -118,16 +119,21 @@ def cmd_record(args):
         elif a == "--fio":
             rec.update(fio_summary(args.pop(0)))
         elif a == "--iolog":
-            log = args.pop(0)
-            assert args.pop(0) == "--cap-blocks"
-            cap = int(args.pop(0))
-            assert args.pop(0) == "--block-size"
-            bs = int(args.pop(0))
-            rec["lru"], rec["trace_blocks"] = lru_hit_ratio(log, cap, bs)
-            rec["cap_blocks"] = cap
+            iolog = args.pop(0)
+        elif a == "--block-size":
+            rec["block_size"] = int(args.pop(0))
+        elif a == "--cap-blocks":
+            rec["cap_blocks"] = int(args.pop(0))
+        elif a == "--resident-blocks":
+            rec["resident_blocks"] = int(args.pop(0))
         else:
             k, _, v = a.partition("=")
             rec[k] = number(v)
+    if iolog:
+        bs = rec["block_size"]
+        rec["lru"], rec["trace_blocks"] = lru_hit_ratio(iolog, rec["cap_blocks"], bs)
+        if rec.get("resident_blocks"):
+            rec["lru_resident"] = lru_hit_ratio(iolog, rec["resident_blocks"], bs)[0]
     if rec.get("hits") is not None and rec.get("misses") is not None:
         n = rec["hits"] + rec["misses"]
         rec["hit_ratio"] = rec["hits"] / n if n else None
@@ -347,11 +353,15 @@ def targets(res):
             if r["system"].startswith("bufiofs") and r.get("lru") is not None]
     if zipf and all(r.get("hit_ratio") is not None for r in zipf):
         hit, lru = med([r["hit_ratio"] for r in zipf]), med([r["lru"] for r in zipf])
+        resident = med([r.get("resident_blocks") for r in zipf])
+        lru_res = med([r.get("lru_resident") for r in zipf])
         t.add(hit >= lru - 0.02,
               "zipf(1.2) read, cache %s = 10%% of the device: bufiofs hit ratio %.2f%%, exact LRU "
-              "of %d blocks on the same trace %.2f%% (%+.2f points) [need >= LRU - 2 points]"
+              "of %d blocks on the same trace %.2f%% (%+.2f points) [need >= LRU - 2 points]; "
+              "bufiofs held %s blocks at the end (LRU of that many: %s%%)"
               % (human(zipf[0]["budget"]), 100 * hit, zipf[0]["cap_blocks"], 100 * lru,
-                 100 * (hit - lru)))
+                 100 * (hit - lru), fmt(resident, "%d"),
+                 fmt(None if lru_res is None else 100 * lru_res, "%.2f")))
     else:
         t.add(None, "zipf hit ratio vs LRU: needs the zipf-read job on bufiofs")
 

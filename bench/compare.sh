@@ -154,31 +154,50 @@ alive() {
 	[ "${s%% *}" != Z ]
 }
 
-# Everything one measurement starts, undone in reverse order. Each measurement
-# runs in a subshell with its own copy of these, so a failure stops only it.
-FS_MOUNTS=() LOOPS=() FUSE_MOUNTS=() PIDS=()
-undo_run() {
-	local i p n
-	for ((i = ${#FS_MOUNTS[@]} - 1; i >= 0; i--)); do
-		mountpoint -q "${FS_MOUNTS[i]}" && { umount "${FS_MOUNTS[i]}" || umount -l "${FS_MOUNTS[i]}"; }
-	done
-	for i in "${LOOPS[@]}"; do losetup -d "$i" 2>/dev/null; done
-	for i in "${FUSE_MOUNTS[@]}"; do
-		mountpoint -q "$i" && { fusermount3 -u "$i" 2>/dev/null || umount -l "$i"; }
-	done
-	for p in "${PIDS[@]}"; do
-		alive "$p" || continue
-		kill -TERM "$p" 2>/dev/null
-		for ((n = 0; n < 600; n++)); do alive "$p" || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null
-	done
-	FS_MOUNTS=() LOOPS=() FUSE_MOUNTS=() PIDS=()
+# When PID started (field 22 of stat(5)): tells it from a later one that
+# reuses the number.
+starttime() {
+	local s
+	s=$(cat /proc/"$1"/stat 2>/dev/null) || return 0
+	s=${s##*) }
+	read -ra s <<<"$s"
+	echo "${s[19]}"
 }
 
+# Each measurement runs in a subshell; whatever it starts is written to
+# $work/undo as it starts ("pid PID STARTTIME", "fuse PATH", "loop DEV FILE",
+# "fs PATH"), and the main shell undoes it, newest first, after the
+# measurement, whether it ended well, failed, or was interrupted. Each undo
+# checks that the thing is still ours, so undoing twice is harmless.
+track() { echo "$*" >>"$work/undo"; }
+undo_all() {
+	local kind a b n
+	[ -s "$work/undo" ] || return 0
+	while read -r kind a b; do
+		case $kind in
+		fs) if mountpoint -q "$a"; then umount "$a" || umount -l "$a"; fi ;;
+		fuse) if mountpoint -q "$a"; then fusermount3 -u "$a" 2>/dev/null || umount -l "$a"; fi ;;
+		loop) if [ "$(losetup -n -O BACK-FILE "$a" 2>/dev/null)" = "$b" ]; then losetup -d "$a"; fi ;;
+		pid)
+			if [ "$(starttime "$a")" != "$b" ] || ! alive "$a"; then continue; fi
+			kill -TERM "$a"
+			for ((n = 0; n < 600; n++)); do alive "$a" || break; sleep 0.1; done
+			if alive "$a"; then kill -KILL "$a"; fi
+			;;
+		esac
+	done < <(tac "$work/undo")
+	: >"$work/undo"
+}
+
+CHILD=""
 cleanup() {
 	local rc=$? t
 	set +e
-	undo_run
+	if [ -n "$CHILD" ]; then
+		pkill -TERM -P "$CHILD" # what it runs in the foreground (fio, tar, ...)
+		kill -KILL "$CHILD" 2>/dev/null
+	fi
+	undo_all
 	for t in "${TMPFS[@]}"; do mountpoint -q "$t" && umount "$t"; done
 	rm -rf "$work"
 	exit "$rc"
@@ -224,13 +243,23 @@ fd_direct() {
 	echo 0
 }
 
+# started PID: a daemon of the system under test; mounted PATH: its mount.
+DPIDS=() FUSE_MOUNTS=()
+started() {
+	DPIDS+=("$1")
+	track pid "$1" "$(starttime "$1")"
+}
+mounted() {
+	FUSE_MOUNTS+=("$1")
+	track fuse "$1"
+}
+
 # start_bufiofs BACKING MNT OPTIONS: sets DEV, CTL, DPIDS.
 start_bufiofs() {
 	mkdir -p "$2"
 	"$bufiofs" -f -o "$3" "$1" "$2" >>"$work/logs/bufiofs.log" 2>&1 &
-	DPIDS=($!)
-	PIDS+=("$!")
-	FUSE_MOUNTS+=("$2")
+	started $!
+	mounted "$2"
 	wait_for "[ -d '$2/control' ]" "${DPIDS[0]}"
 	DEV=$2/disk CTL=$2/control/disk
 }
@@ -239,7 +268,7 @@ start_bufiofs() {
 # file fio uses), DPIDS (its daemons) and CTL (bufiofs's control directory).
 start_system() {
 	local sys=$1 budget=$2 m=$work/mnt-$1 want
-	DPIDS=() CTL=""
+	CTL=""
 	case $sys in
 	raw) DEV=$img ;;
 	ceiling) start_bufiofs "$img" "$m" "max_cache_size_bytes=$budget,cache_mode=none,direct=no" ;;
@@ -253,9 +282,8 @@ start_system() {
 			--blockdev "driver=file,node-name=f0,filename=$img,cache.direct=$direct,aio=$qsd_aio" \
 			--export "type=fuse,id=e0,node-name=f0,mountpoint=$DEV,writable=on" \
 			>>"$work/logs/qsd.log" 2>&1 &
-		DPIDS=($!)
-		PIDS+=("$!")
-		FUSE_MOUNTS+=("$DEV")
+		started $!
+		mounted "$DEV"
 		wait_for "mountpoint -q '$DEV'" "${DPIDS[0]}"
 		;;
 	nbd)
@@ -267,13 +295,11 @@ start_system() {
 		TMPDIR=$work/nbd-cache nbdkit -f -U "$sock" --filter=cache file "$img" \
 			cache=writeback cache-max-size="$budget" cache-min-block-size=4096 \
 			cache-on-read=true >>"$work/logs/nbdkit.log" 2>&1 &
-		DPIDS=($!)
-		PIDS+=("$!")
+		started $!
 		wait_for "[ -S '$sock' ]" "${DPIDS[0]}"
 		nbdfuse -C "$nbd_conns" "$m" --unix "$sock" >>"$work/logs/nbdfuse.log" 2>&1 &
-		DPIDS+=($!)
-		PIDS+=("$!")
-		FUSE_MOUNTS+=("$m")
+		started $!
+		mounted "$m"
 		wait_for "mountpoint -q '$m'" "${DPIDS[1]}"
 		DEV=$m/nbd
 		;;
@@ -299,7 +325,7 @@ stop_system() {
 		fi
 		wait "$p" 2>/dev/null || true
 	done
-	FUSE_MOUNTS=() PIDS=()
+	FUSE_MOUNTS=() DPIDS=()
 }
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -338,6 +364,18 @@ budget_of() {
 
 #---- one measurement -----------------------------------------------------------
 
+# run_fio SECTION SIZE JSON [FIO-ARGS...]: one job of compare.fio on DEV.
+run_fio() {
+	local section=$1 bytes=$2 json=$3 pid
+	shift 3
+	BENCH_FILE=$DEV BENCH_SIZE=$bytes BENCH_RUNTIME=$runtime timeout $((runtime * 3 + 300)) \
+		fio --section="$section" --output-format=json --output="$json" "$@" "$JOBFILE" \
+		>"$work/logs/fio.err" 2>&1 &
+	pid=$!
+	track pid "$pid" "$(starttime "$pid")"
+	wait "$pid" || fail "fio $section failed: $(tail -n 3 "$work/logs/fio.err")"
+}
+
 # measure ROUND JOB SYSTEM: prepare, start, warm, run, record, stop.
 measure() {
 	local round=$1 job=$2 sys=$3 budget t0 c0 c1 extra=() json=$work/fio.json
@@ -365,14 +403,15 @@ measure() {
 	else
 		local iolog=()
 		[ "$job" = zipf-read ] && iolog=(--write_iolog="$work/zipf.iolog")
-		BENCH_FILE=$DEV BENCH_SIZE=$size_b BENCH_RUNTIME=$runtime \
-			timeout $((runtime * 3 + 300)) fio --section="$job" --output-format=json \
-			--output="$json" "${iolog[@]}" "$JOBFILE" >"$work/logs/fio.err" 2>&1 ||
-			fail "fio $job failed: $(tail -n 3 "$work/logs/fio.err")"
+		run_fio "$job" "$size_b" "$json" "${iolog[@]}"
 		extra+=(--fio "$json")
 		if [ "$job:$sys" = zipf-read:bufiofs-cold ] || [ "$job:$sys" = zipf-read:bufiofs-hot ]; then
-			extra+=(--iolog "$work/zipf.iolog" --cap-blocks
-				$((budget / $(cat "$CTL/block_size"))) --block-size "$(cat "$CTL/block_size")")
+			# An exact LRU of the budget in blocks on the same trace; and,
+			# to tell policy from size, one of what bufiofs holds at the end.
+			local bs
+			bs=$(cat "$CTL/block_size")
+			extra+=(--iolog "$work/zipf.iolog" --block-size "$bs" --cap-blocks $((budget / bs))
+				--resident-blocks $(($(cat "$CTL/bytes_cached") / bs)))
 		fi
 	fi
 	c1=$(cpu_ticks)
@@ -396,28 +435,26 @@ untar() {
 	local loop="" fs=$work/fs t0 t1 dio
 	for dio in on off; do
 		loop=$(losetup -f --show --direct-io=$dio "$DEV")
-		LOOPS+=("$loop")
+		track loop "$loop" "$DEV"
 		mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$loop"
 		blockdev --flushbufs "$loop" # check what reached DEV, not the page cache
 		e2fsck -fn "$loop" >/dev/null 2>&1 && break
 		echo "$sys: ext4 through a loop device with direct-io=$dio does not check clean" >&2
 		losetup -d "$loop"
-		LOOPS=() loop=""
+		loop=""
 	done
 	[ -n "$loop" ] || fail "$sys: mkfs.ext4 through a loop device never checks clean"
 	loop_dio=$(losetup -n -O DIO "$loop" | tr -d ' ')
 	mkdir -p "$fs"
 	mount -o noatime "$loop" "$fs"
-	FS_MOUNTS+=("$fs")
+	track fs "$fs"
 	t0=$(date +%s%N)
 	tar -xf "$work/tree.tar" -C "$fs"
 	sync -f "$fs"
 	t1=$(date +%s%N)
 	elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
 	umount "$fs"
-	FS_MOUNTS=()
 	losetup -d "$loop"
-	LOOPS=()
 }
 
 # scale ROUND BUDGET: hot 4 KiB random reads over 90% of a BUDGET cache.
@@ -428,9 +465,7 @@ scale() {
 	dd if="$DEV" of=/dev/null bs=1M count=$((ws / MIB)) iflag=direct status=none
 	echo 1 >"$CTL/clear_stats"
 	c0=$(cpu_ticks)
-	BENCH_FILE=$DEV BENCH_SIZE=$ws BENCH_RUNTIME=$runtime timeout $((runtime * 3 + 300)) \
-		fio --section=randread-qd1 --output-format=json --output="$json" "$JOBFILE" \
-		>"$work/logs/fio.err" 2>&1 || fail "fio failed: $(tail -n 3 "$work/logs/fio.err")"
+	run_fio randread-qd1 "$ws" "$json"
 	c1=$(cpu_ticks)
 	local extra=(hits="$(cat "$CTL/hits")" misses="$(cat "$CTL/misses")" rss_kb="$(hwm_kb)"
 		cpu_s="$(cpu_seconds $((c1 - c0)))")
@@ -459,30 +494,29 @@ sparse() {
 }
 
 # run FUNCTION ROUND ARGS...: one measurement (measure, scale or sparse) in a
-# subshell that undoes what it started; a failure is recorded (and shown) and
-# the benchmark goes on.
+# subshell, then undo whatever it left; a failure is recorded (and shown) and
+# the benchmark goes on. The subshell runs in the background so that Ctrl-C
+# reaches the main shell's trap at once.
 run() {
-	local rc kind=$1
+	local rc=0 kind=$1 err
 	rm -f "$work/err"
-	set +e
 	(
+		trap - EXIT INT TERM
 		set -e
-		trap 'rc=$?; undo_run; exit $rc' EXIT
-		trap 'exit 130' INT
-		trap 'exit 143' TERM
 		"$@"
-	)
-	rc=$?
-	set -e
+	) &
+	CHILD=$!
+	wait "$CHILD" || rc=$?
+	CHILD=""
+	undo_all
 	if [ "$rc" -ne 0 ]; then
-		local err="exit status $rc"
+		err="exit status $rc"
 		[ -s "$work/err" ] && err=$(cat "$work/err")
 		echo "FAILED: $* : $err" >&2
 		tail -n 5 "$work"/logs/*.log 2>/dev/null | sed 's/^/    /' >&2
 		[ "$kind" = measure ] && kind=job
 		"$PY" "$HELPER" record "$results" kind="$kind" ok=0 round="$2" job="${3:-}" \
 			system="${4:-}" err="$err"
-		if [ "$rc" -ge 128 ]; then exit "$rc"; fi # interrupted
 	fi
 }
 
@@ -539,13 +573,18 @@ done
 
 [ -n "$out" ] || out=$PWD/compare-$(date +%Y%m%d-%H%M%S).md
 cp "$results" "${out%.md}.jsonl"
-version() { "$@" 2>/dev/null | head -n 1 || echo "not installed"; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
+version() {
+	local v
+	v=$("$@" 2>/dev/null) || v="$1 not installed"
+	echo "${v%%$'\n'*}"
+}
 "$PY" "$HELPER" report "$results" "$out" \
 	"date=$(date -u '+%Y-%m-%d %H:%M UTC')" \
 	"machine=$(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)" \
 	"backing=$size of random data on $(df --output=fstype "$work" | tail -n 1) ($(df --output=source "$work" | tail -n 1))" \
 	"rounds=$rounds, $runtime s per fio job" \
-	"caches=bufiofs-hot and nbd $((hot_budget / MIB)) MiB, bufiofs-cold $((cold_budget / MIB)) MiB, zipf-read $((zipf_budget / MIB)) MiB; nbdkit cache-min-block-size=4096, cache-on-read, nbdfuse -C $nbd_conns; qemu aio=$qsd_aio" \
+	"caches=bufiofs-hot and nbd $(mib "$hot_budget"), bufiofs-cold $(mib "$cold_budget"), zipf-read $(mib "$zipf_budget"); nbdkit cache-min-block-size=4096, cache-on-read, nbdfuse -C $nbd_conns; qemu aio=$qsd_aio" \
 	"bufiofs=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown) ($bufiofs)" \
 	"peers=$(version qemu-storage-daemon --version), $(version nbdkit --version), $(version nbdfuse --version), $(version fio --version)"
 echo "report: $out (raw results: ${out%.md}.jsonl)" >&2
