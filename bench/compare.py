@@ -9,7 +9,8 @@
   compare.py lru LOG CAP_BLOCKS BLOCK_SIZE
         print that LRU hit ratio and the number of block accesses
   compare.py tree DIR NFILES SEED
-        write NFILES small files of random bytes (256 B - 24 KiB) under DIR
+        write NFILES small files of random bytes (256 B - 24 KiB) under DIR,
+        print their total size
   compare.py report RESULTS.jsonl OUT.md [KEY=VALUE...]
         the markdown table (medians over rounds), the targets as PASS/MISS
         lines; KEY=VALUE pairs are printed in the header
@@ -176,6 +177,7 @@ def cmd_lru(args):
 def cmd_tree(args):
     top, nfiles, seed = args[0], int(args[1]), int(args[2])
     rng = random.Random(seed)
+    total = 0
     for i in range(nfiles):
         d = os.path.join(top, "d%03d" % (i // 64 // 64), "d%02d" % (i // 64 % 64))
         if i % 64 == 0:
@@ -183,6 +185,8 @@ def cmd_tree(args):
         size = int(2 ** rng.uniform(8, 14.6))
         with open(os.path.join(d, "f%05d" % i), "wb") as f:
             f.write(rng.randbytes(size))
+        total += size
+    print(total)
 
 
 # ---- report ----------------------------------------------------------------
@@ -435,8 +439,9 @@ def cmd_report(args):
     bad = res.failed()
     if bad:
         md += ["", "## Failed runs", ""]
-        md += ["- %s %s round %s: %s" % (r.get("job", r.get("kind")), r.get("system", ""),
-                                         r.get("round"), r.get("err", "?")) for r in bad]
+        md += ["- round %s, %s %s: %s" % (
+            r.get("round"), r.get("job") or r.get("kind"), r.get("system") or r.get("what", ""),
+            r.get("err", "?")) for r in bad]
     text = "\n".join(md) + "\n"
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)

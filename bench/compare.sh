@@ -86,22 +86,23 @@ zipf_budget=$((size_b / 10))
 ceiling_budget=$((64 * MIB)) # cache_mode=none: the budget is not used
 
 has() { [[ " $2 " == *" $1 "* ]]; }
-fio_jobs="" fuse_systems=""
+fio_jobs=""
 for j in $only; do case $j in scale | sparse) ;; *) fio_jobs+=" $j" ;; esac; done
-for s in $systems; do [ "$s" = raw ] || fuse_systems+=" $s"; done
 
 #---- dependencies ------------------------------------------------------------
 
 install_deps() {
-	local pkgs=() want
+	local pkgs=()
 	want() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
 	want fio fio
 	want "$PY" python3
 	want fusermount3 fuse3
 	want losetup mount
 	want mkfs.ext4 e2fsprogs
+	want blockdev util-linux
 	want tar tar
 	want timeout coreutils
+	want pkill procps
 	if has qsd-direct "$systems" || has qsd-buffered "$systems"; then
 		want qemu-storage-daemon qemu-system-common
 	fi
@@ -378,7 +379,7 @@ run_fio() {
 
 # measure ROUND JOB SYSTEM: prepare, start, warm, run, record, stop.
 measure() {
-	local round=$1 job=$2 sys=$3 budget t0 c0 c1 extra=() json=$work/fio.json
+	local round=$1 job=$2 sys=$3 budget c0 c1 extra=() json=$work/fio.json
 	budget=$(budget_of "$sys" "$job")
 	# The page cache under the system: a hot one for the FUSE ceiling and for
 	# qemu's buffered export (its cache), cold for everything else.
@@ -394,16 +395,17 @@ measure() {
 		;;
 	esac
 	if [ -n "$CTL" ]; then echo 1 >"$CTL/clear_stats"; fi
-	c0=$(cpu_ticks)
 	if [ "$job" = fs-untar ]; then
-		untar
+		untar # sets c0, c1 around what it times
 		extra+=(iops="$(awk -v n="$tree_files" -v t="$elapsed" 'BEGIN {print n / t}')"
 			bw="$(awk -v n="$tree_bytes" -v t="$elapsed" 'BEGIN {print n / t}')"
 			bytes="$tree_bytes" elapsed="$elapsed" loop_dio="$loop_dio")
 	else
 		local iolog=()
 		[ "$job" = zipf-read ] && iolog=(--write_iolog="$work/zipf.iolog")
+		c0=$(cpu_ticks)
 		run_fio "$job" "$size_b" "$json" "${iolog[@]}"
+		c1=$(cpu_ticks)
 		extra+=(--fio "$json")
 		if [ "$job:$sys" = zipf-read:bufiofs-cold ] || [ "$job:$sys" = zipf-read:bufiofs-hot ]; then
 			# An exact LRU of the budget in blocks on the same trace; and,
@@ -414,7 +416,6 @@ measure() {
 				--resident-blocks $(($(cat "$CTL/bytes_cached") / bs)))
 		fi
 	fi
-	c1=$(cpu_ticks)
 	if [ -n "$CTL" ]; then
 		extra+=(hits="$(cat "$CTL/hits")" misses="$(cat "$CTL/misses")")
 	fi
@@ -448,10 +449,12 @@ untar() {
 	mkdir -p "$fs"
 	mount -o noatime "$loop" "$fs"
 	track fs "$fs"
+	c0=$(cpu_ticks)
 	t0=$(date +%s%N)
 	tar -xf "$work/tree.tar" -C "$fs"
 	sync -f "$fs"
 	t1=$(date +%s%N)
+	c1=$(cpu_ticks)
 	elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
 	umount "$fs"
 	losetup -d "$loop"
@@ -514,9 +517,12 @@ run() {
 		[ -s "$work/err" ] && err=$(cat "$work/err")
 		echo "FAILED: $* : $err" >&2
 		tail -n 5 "$work"/logs/*.log 2>/dev/null | sed 's/^/    /' >&2
-		[ "$kind" = measure ] && kind=job
-		"$PY" "$HELPER" record "$results" kind="$kind" ok=0 round="$2" job="${3:-}" \
-			system="${4:-}" err="$err"
+		if [ "$kind" = measure ]; then
+			"$PY" "$HELPER" record "$results" kind=job ok=0 round="$2" job="$3" system="$4" \
+				err="$err"
+		else
+			"$PY" "$HELPER" record "$results" kind="$kind" ok=0 round="$2" what="$3" err="$err"
+		fi
 	fi
 }
 
@@ -530,9 +536,8 @@ dd if="$img" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null |
 tree_files=0 tree_bytes=0
 if has fs-untar "$only"; then
 	tree_files=$((size_b / 65536))
-	"$PY" "$HELPER" tree "$work/tree" "$tree_files" 1
+	tree_bytes=$("$PY" "$HELPER" tree "$work/tree" "$tree_files" 1)
 	tar -cf "$work/tree.tar" -C "$work/tree" .
-	tree_bytes=$(du -sb --apparent-size "$work/tree" | cut -f1)
 	rm -rf "$work/tree"
 	echo "fs-untar: $tree_files files, $((tree_bytes / 1024)) KiB" >&2
 fi
