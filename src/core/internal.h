@@ -29,7 +29,9 @@
 #define B_WRITING (1u << 1) /* a backend write is in flight */
 #define B_DIRTY   (1u << 2) /* modified since the last write was submitted */
 #define B_WAITERS (1u << 4) /* someone sleeps on the futex for this word */
-#define B_IO      (B_READING | B_WRITING)
+/* Read by bufio_prefetch and not asked for since: the first get is a miss. */
+#define B_PREFETCHED (1u << 5)
+#define B_IO         (B_READING | B_WRITING)
 
 /*
  * b->hold carries the dead mark in its top bit, so the thread dropping the

@@ -51,12 +51,25 @@ struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t bloc
 	return nb;
 }
 
+/*
+ * Count a lookup that found @b. Waiting for a read in flight is a miss, and
+ * so is the first use of a prefetched block: the prefetch was the miss, made
+ * early. Exactly one thread clears the prefetched mark.
+ */
+static void count_found(struct bufio_client *c, struct bufio_buffer *b)
+{
+	unsigned st = atomic_load(&b->state);
+	bool miss = st & B_READING;
+	if (st & B_PREFETCHED)
+		miss |= (atomic_fetch_and(&b->state, ~B_PREFETCHED) & B_PREFETCHED) != 0;
+	stat_inc(c, miss ? ST_MISSES : ST_HITS);
+}
+
 static struct bufio_buffer *find_or_create(struct bufio_client *c, uint64_t block, enum new_flag nf)
 {
 	struct bufio_buffer *b = index_find_hold(c, block);
 	if (b) {
-		/* Waiting for a read in flight (a prefetch's) is a miss. */
-		stat_inc(c, atomic_load(&b->state) & B_READING ? ST_MISSES : ST_HITS);
+		count_found(c, b);
 		return b;
 	}
 	struct bufio_io *io = NULL;
@@ -135,7 +148,7 @@ void *bufio_get(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp
 		errno = ENOENT;
 		return NULL;
 	}
-	stat_inc(c, ST_HITS);
+	count_found(c, b);
 	return hand_out(b, bp);
 }
 
@@ -180,7 +193,7 @@ void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks)
 		bool created;
 		/* No caller hold: B_READING alone protects it from eviction. */
 		struct bufio_buffer *b =
-		    buffer_insert_or_find(c, block, nb, B_READING, 0, &created);
+		    buffer_insert_or_find(c, block, nb, B_READING | B_PREFETCHED, 0, &created);
 		if (!created) {
 			buffer_put(b);
 			io_free(c, io);
