@@ -51,14 +51,14 @@ struct bufio_io {
 	uint64_t offset; /* bytes */
 	uint64_t len;    /* bytes; 0 for FLUSH */
 	bufio_io_done_fn done;
-	void *private;   /* for the submitter */
-	uint8_t op;      /* enum bufio_io_op */
+	void *private; /* for the submitter */
+	uint8_t op;    /* enum bufio_io_op */
 };
 
 /* Capability flags a backend reports. */
-#define BUFIO_BE_DISCARD (1u << 0)  /* OP_DISCARD really frees/zeroes space */
+#define BUFIO_BE_DISCARD  (1u << 0) /* OP_DISCARD really frees/zeroes space */
 #define BUFIO_BE_READONLY (1u << 1) /* writes and discards fail with -EROFS */
-#define BUFIO_BE_DIRECT (1u << 2)   /* O_DIRECT: no page cache below us */
+#define BUFIO_BE_DIRECT   (1u << 2) /* O_DIRECT: no page cache below us */
 
 /*
  * The operations table every backend implements. Stacking backends keep a
@@ -73,6 +73,13 @@ struct bufio_backend_ops {
 	 * its own ->done. The backend may overwrite ->next once submitted.
 	 */
 	void (*submit)(struct bufio_backend *be, struct bufio_io *ios);
+	/*
+	 * Optional: run the single io @io in the calling thread, blocking
+	 * until it is done, and return 0 or -errno (->done is not called).
+	 * Backends that can do this without a thread hand-off (the file
+	 * engines: pread/pwrite) set it; NULL means submit and wait.
+	 */
+	int (*exec_sync)(struct bufio_backend *be, struct bufio_io *io);
 	/* Release everything; the caller has waited for all its ios. */
 	void (*close)(struct bufio_backend *be);
 };
@@ -83,11 +90,11 @@ struct bufio_backend_ops {
  */
 struct bufio_backend {
 	const struct bufio_backend_ops *ops;
-	uint64_t size;     /* bytes */
-	unsigned align;    /* buffer, offset and length alignment (1 = none) */
-	unsigned flags;    /* BUFIO_BE_* */
-	const char *name;  /* engine for logs and the io_engine file */
-	const char *path;  /* what it serves, for messages */
+	uint64_t size;    /* bytes */
+	unsigned align;   /* buffer, offset and length alignment (1 = none) */
+	unsigned flags;   /* BUFIO_BE_* */
+	const char *name; /* engine for logs and the io_engine file */
+	const char *path; /* what it serves, for messages */
 };
 
 enum bufio_io_engine {
@@ -116,7 +123,7 @@ struct bufio_backend_options {
  * A one-line reason is written to stderr.
  */
 struct bufio_backend *bufio_backend_open(const char *path,
-					 const struct bufio_backend_options *opts);
+                                         const struct bufio_backend_options *opts);
 
 /* Close any backend. The caller must have no I/O in flight on it. */
 void bufio_backend_close(struct bufio_backend *be);
@@ -134,8 +141,8 @@ void bufio_backend_submit(struct bufio_backend *be, struct bufio_io *ios);
  * Synchronous single request built on submit: returns 0 or a negative errno.
  * Blocks until the io completes. Useful for flushes, discards and tests.
  */
-int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *buf,
-			  uint64_t offset, uint64_t len);
+int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *buf, uint64_t offset,
+                          uint64_t len);
 
 /*
  * The plug: gather ios and submit them as one batch. Not thread-safe: one

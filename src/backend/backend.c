@@ -74,6 +74,8 @@ int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *b
 	    .op = (uint8_t)op,
 	};
 
+	if (be->ops->exec_sync)
+		return be->ops->exec_sync(be, &io);
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
 	be->ops->submit(be, &io);

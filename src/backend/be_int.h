@@ -56,6 +56,14 @@ int be_file_discard_sync(struct be_file *f, uint64_t off, uint64_t len);
 int be_file_exec(struct be_file *f, struct bufio_io *io);
 
 /*
+ * The file engines' exec_sync: validate and run @io in the calling thread.
+ * A synchronous io from bufio_backend_rw_sync (uncached I/O, flushes) then
+ * costs one system call instead of a submission, a completion thread's
+ * wake-up and a condition variable.
+ */
+int be_file_exec_sync(struct bufio_backend *be, struct bufio_io *io);
+
+/*
  * Merging (merge.c). be_merge() sorts a list of validated ios by op and
  * offset and replaces each run of adjacent reads (or writes) by one io whose
  * op has BE_IO_VEC set; engines issue it as a vectored read or write of

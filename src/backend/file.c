@@ -198,6 +198,15 @@ int be_file_exec(struct be_file *f, struct bufio_io *io)
 	return 0;
 }
 
+int be_file_exec_sync(struct bufio_backend *be, struct bufio_io *io)
+{
+	int ret = be_check_io(be, io);
+
+	if (ret)
+		return ret < 0 ? ret : 0;
+	return be_file_exec((struct be_file *)be, io);
+}
+
 void be_file_release(struct be_file *f)
 {
 	if (f->fd >= 0)

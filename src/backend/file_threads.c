@@ -141,6 +141,7 @@ static void threads_close(struct bufio_backend *be)
 
 static const struct bufio_backend_ops threads_ops = {
     .submit = threads_submit,
+    .exec_sync = be_file_exec_sync,
     .close = threads_close,
 };
 

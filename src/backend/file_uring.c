@@ -314,6 +314,7 @@ static void uring_close(struct bufio_backend *be)
 
 static const struct bufio_backend_ops uring_ops = {
     .submit = uring_submit,
+    .exec_sync = be_file_exec_sync,
     .close = uring_close,
 };
 
