@@ -45,6 +45,18 @@ static int set_writeback_ratio(struct fs_device *dev, uint64_t val)
 	return bufio_set_writeback_ratio(dev->client, (unsigned)val);
 }
 
+static int get_read_ahead(struct fs_device *dev, uint64_t *val)
+{
+	*val = atomic_load(&dev->read_ahead_kb);
+	return 0;
+}
+
+static int set_read_ahead(struct fs_device *dev, uint64_t val)
+{
+	atomic_store(&dev->read_ahead_kb, (unsigned)val);
+	return 0;
+}
+
 static int get_dirty_expire(struct fs_device *dev, uint64_t *val)
 {
 	*val = bufio_get_dirty_expire(dev->client);
@@ -174,6 +186,20 @@ static const struct ctl_entry ent_dirty_expire = {
     .set = set_dirty_expire,
 };
 
+static const struct ctl_entry ent_read_ahead = {
+    .name = "read_ahead_kb",
+    .type = CTL_UINT,
+    .scope = CTL_DEVICE,
+    .unit = "KiB",
+    .doc = "on sequential reads, read this much beyond the request in the background; "
+           "0 = off",
+    .min = 0,
+    .max = 65536,
+    .configurable = true,
+    .get = get_read_ahead,
+    .set = set_read_ahead,
+};
+
 static const struct ctl_entry ent_block_size = {
     .name = "block_size",
     .type = CTL_UINT,
@@ -247,6 +273,7 @@ const struct ctl_entry *const ctl_device_table[] = {
 	&ent_cache_mode,
 	&ent_writeback_ratio,
 	&ent_dirty_expire,
+	&ent_read_ahead,
 	&ent_block_size,
 	&ent_device_size,
 	&ent_backing,

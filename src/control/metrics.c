@@ -68,7 +68,7 @@ static void put_stats(struct ctl_text *t, struct fs_device *const *devs, unsigne
 static void put_dev_tunables(struct ctl_text *t, struct fs_device *const *devs, unsigned n)
 {
 	static const char *const names[] = {"writeback_ratio", "dirty_expire_seconds",
-	                                    "device_size_bytes", "block_size"};
+	                                    "read_ahead_kb", "device_size_bytes", "block_size"};
 
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const struct ctl_entry *e = ctl_find(CTL_DEVICE, names[i]);

@@ -148,6 +148,10 @@ static int create_client(struct fs_device *dev, const struct fs_device_spec *spe
 		         spec->backing, spec->block_size);
 		return -EINVAL;
 	}
+	atomic_store(&dev->read_ahead_kb, spec->read_ahead_kb);
+	atomic_store(&dev->ra_next, UINT64_MAX);
+	atomic_store(&dev->ra_until, 0);
+	atomic_store(&dev->ra_win, 0);
 	e = bufio_set_writeback_ratio(dev->client, spec->writeback_ratio);
 	if (!e)
 		e = bufio_set_dirty_expire(dev->client, spec->dirty_expire_seconds);

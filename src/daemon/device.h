@@ -15,22 +15,23 @@
 #include <bufio/bufio.h>
 
 enum fs_cache_mode {
-	FS_CACHE_WRITEBACK = 0,   /* writes are cached and written back later */
+	FS_CACHE_WRITEBACK = 0,    /* writes are cached and written back later */
 	FS_CACHE_WRITETHROUGH = 1, /* writes are cached and written before the reply */
-	FS_CACHE_NONE = 2,        /* straight to the backend: measures FUSE overhead */
+	FS_CACHE_NONE = 2,         /* straight to the backend: measures FUSE overhead */
 };
 
 /* What a device is made from: the config file, then the command line. */
 struct fs_device_spec {
-	char *name;            /* file name under the mount point ("disk") */
-	char *backing;         /* file or block device path */
-	unsigned block_size;   /* bytes; default 4096 */
+	char *name;                  /* file name under the mount point ("disk") */
+	char *backing;               /* file or block device path */
+	unsigned block_size;         /* bytes; default 4096 */
 	enum bufio_io_engine engine; /* default BUFIO_ENGINE_AUTO */
-	int direct;            /* like bufio_backend_options.direct; default -1 */
+	int direct;                  /* like bufio_backend_options.direct; default -1 */
 	bool readonly;
-	unsigned cache_mode;   /* enum fs_cache_mode */
+	unsigned cache_mode;           /* enum fs_cache_mode */
 	unsigned writeback_ratio;      /* default 3 */
 	unsigned dirty_expire_seconds; /* default 30 */
+	unsigned read_ahead_kb;        /* default 4096; 0 = no read-ahead */
 };
 
 struct fs_device {
@@ -43,6 +44,13 @@ struct fs_device {
 	/* Read-held by every I/O, write-held while cache_mode changes (so a
 	 * switch away from writeback flushes with no write racing it). */
 	pthread_rwlock_t mode_lock;
+	/* Sequential read-ahead (fuse/readahead.c): the largest window, where
+	 * the last read ended, how far read-ahead has been started, and the
+	 * current window (grows while the reader stays sequential). */
+	atomic_uint read_ahead_kb;
+	_Atomic uint64_t ra_next;
+	_Atomic uint64_t ra_until;
+	_Atomic uint64_t ra_win;
 };
 
 /* Fill @spec with the defaults above (name "disk", no backing). */

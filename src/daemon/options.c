@@ -42,6 +42,8 @@ static void entry_default(const struct ctl_entry *e, char *buf, size_t size)
 			v = spec.writeback_ratio;
 		else if (strcmp(e->name, "dirty_expire_seconds") == 0)
 			v = spec.dirty_expire_seconds;
+		else if (strcmp(e->name, "read_ahead_kb") == 0)
+			v = spec.read_ahead_kb;
 		fs_device_spec_free(&spec);
 	}
 	if (e->type == CTL_ENUM)

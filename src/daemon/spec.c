@@ -22,6 +22,7 @@ void fs_device_spec_defaults(struct fs_device_spec *spec)
 	spec->cache_mode = FS_CACHE_WRITEBACK;
 	spec->writeback_ratio = 3;
 	spec->dirty_expire_seconds = 30;
+	spec->read_ahead_kb = 4096;
 }
 
 void fs_device_spec_free(struct fs_device_spec *spec)

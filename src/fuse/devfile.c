@@ -176,6 +176,7 @@ static void read_cached(fuse_req_t req, struct fs_device *dev, size_t size, off_
 	/* Start every missing block's read at once, then collect them in order. */
 	if (s.n > 1)
 		bufio_prefetch(dev->client, s.first, s.n);
+	fs_read_ahead(dev, (uint64_t)off, size);
 	for (; held < s.n; held++) {
 		unsigned start, end;
 		char *data = bufio_read(dev->client, s.first + held, &bufs[held]);

@@ -65,6 +65,13 @@ int fs_loop_join(struct fs_loop *l);
 /* Free the pool after fs_loop_join() (and after nobody can interrupt it). */
 void fs_loop_free(struct fs_loop *l);
 
+/*
+ * A read of [off, off + len) is being served from @dev's cache: if it goes
+ * on where the previous one ended, start reading the next read_ahead_kb in
+ * the background (bufio_prefetch). Never blocks on I/O.
+ */
+void fs_read_ahead(struct fs_device *dev, uint64_t off, uint64_t len);
+
 /* Unmount (if still mounted) and free the session. */
 void fs_unmount(struct fuse_session *se);
 

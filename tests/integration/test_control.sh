@@ -47,13 +47,14 @@ declare -A VALID=(
 	[max_cache_size_bytes]="  32M \n|33554432" [max_age_seconds]="120|120"
 	[retain_bytes]="1M|1048576" [peak_allocated_bytes]="0|"
 	[disk/cache_mode]="writethrough|writethrough" [disk/writeback_ratio]="10|10"
-	[disk/dirty_expire_seconds]="5|5"
+	[disk/dirty_expire_seconds]="5|5" [disk/read_ahead_kb]="512|512"
 )
 declare -A INVALID=(
 	[max_cache_size_bytes]="abc 12Q -5 99999999999999999999999 1.5G"
 	[max_age_seconds]="2592001 x -1" [retain_bytes]="1X 2048T"
 	[peak_allocated_bytes]="5 abc" [disk/cache_mode]="bogus 7 write"
 	[disk/writeback_ratio]="1001 -1 ten" [disk/dirty_expire_seconds]="86401 1e3"
+	[disk/read_ahead_kb]="65537 -4 4k"
 )
 
 log "set every tunable, read it back; invalid values get EINVAL"
