@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Exit status for usage and set-up errors (not a verification failure). */
@@ -83,6 +84,15 @@ static inline uint64_t checksum64(const void *p, size_t len)
 	while (len--)
 		h = mix64(h ^ *c++);
 	return h;
+}
+
+/* Seconds on the monotonic clock. */
+static inline double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Write all of @buf (retrying short writes); 0 or -errno. */

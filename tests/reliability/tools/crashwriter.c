@@ -90,14 +90,6 @@ static int open_or_die(const char *path, int flags, mode_t mode)
 	return fd;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*----------------------------------------------------------------
  * init: the initial pattern (stamp 0) in every sector
  *--------------------------------------------------------------*/

@@ -254,14 +254,6 @@ static bool make_dirs(void)
 	return true;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {{"gen", required_argument, NULL, 'g'},
