@@ -59,7 +59,7 @@ cleanup() {
 		mountpoint -q "${FS_MOUNTS[i]}" && { umount "${FS_MOUNTS[i]}" || umount -l "${FS_MOUNTS[i]}"; }
 	done
 	for i in "${LOOPS[@]}"; do
-		losetup -d "$i" 2>/dev/null
+		our_loop "$i" && losetup -d "$i" 2>/dev/null
 	done
 	for i in "${FUSE_MOUNTS[@]}"; do
 		mountpoint -q "$i" && { fusermount3 -u "$i" 2>/dev/null || umount -l "$i"; }
@@ -76,16 +76,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# ours PID: is it still a process of this test (its command line names the
+# scratch directory)? A PID reaped earlier may by now be anyone's: PIDs wrap.
+ours() {
+	{ tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF -- "$TMP"
+}
+
+# our_loop DEV: is the loop device still attached to a file of this test?
+our_loop() {
+	losetup -nO BACK-FILE "$1" 2>/dev/null | grep -qF -- "$TMP"
+}
+
 # kill_wait PID: SIGTERM, then SIGKILL if it has not gone after 20 s.
 kill_wait() {
 	local pid=$1 n
-	kill -0 "$pid" 2>/dev/null || return 0
+	ours "$pid" || return 0
 	kill -TERM "$pid" 2>/dev/null
 	for ((n = 0; n < 200; n++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		ours "$pid" || return 0
 		sleep 0.1
 	done
-	kill -KILL "$pid" 2>/dev/null
+	ours "$pid" && kill -KILL "$pid" 2>/dev/null
 }
 
 # wait_mounted MNT [PID]: until MNT/control exists (the daemon is serving).
@@ -136,8 +147,13 @@ attach_loop() {
 	LOOPS+=("$LOOP")
 }
 
+# detach_loop DEV: detach and forget it (its number may go to anyone next).
 detach_loop() {
-	losetup -d "$1"
+	local i
+	losetup -d "$1" || return
+	for i in "${!LOOPS[@]}"; do
+		[ "${LOOPS[i]}" != "$1" ] || unset 'LOOPS[i]'
+	done
 }
 
 # ctl MNT PATH: the value of a control file.
