@@ -46,29 +46,12 @@ is_mounted() {
 	findmnt -rn --mountpoint "$1" >/dev/null 2>&1
 }
 
-# Forget a reaped process or a detached loop device, so that the clean-up
-# trap can never kill or detach someone else's that reuses the number.
-forget_pid() {
-	local i
-	for i in "${!PIDS[@]}"; do
-		[ "${PIDS[i]}" != "$1" ] || unset 'PIDS[i]'
-	done
-}
-
-forget_loop() {
-	local i
-	for i in "${!LOOPS[@]}"; do
-		[ "${LOOPS[i]}" != "$1" ] || unset 'LOOPS[i]'
-	done
-}
-
 # kill9 PID: the crash. The daemon must still have been alive (an ASan
 # report or a crash of its own is a failure, not our kill).
 kill9() {
 	kill -0 "$1" 2>/dev/null || fail "bufiofs (pid $1) died before the kill"
 	kill -KILL "$1"
 	wait "$1" 2>/dev/null || true
-	forget_pid "$1"
 }
 
 # wait_gone PID SECONDS WHAT: a child must exit within SECONDS.
@@ -80,7 +63,6 @@ wait_gone() {
 	done
 	kill -0 "$1" 2>/dev/null && fail "$3 (pid $1) still running $2 s after the daemon died"
 	wait "$1" 2>/dev/null || true
-	forget_pid "$1"
 }
 
 # clear_dead_mount MNT: unmount what a killed daemon left (ENOTCONN).
@@ -97,7 +79,8 @@ clear_dead_mount() {
 
 # random_opts: DAEMON_OPTS (an -o list) and CACHE_MODE for the next start:
 # block size, cache mode, engine, O_DIRECT, a small cache so write-back
-# and eviction run all the time, and the write-back triggers.
+# and eviction run all the time, the write-back triggers, and now and then
+# the kernel page cache in front.
 random_opts() {
 	local bs engine direct size expire ratio
 	bs=$(pick 4096 16384 65536)
@@ -109,6 +92,7 @@ random_opts() {
 	ratio=$(pick 0 1 3)
 	DAEMON_OPTS="block_size=$bs,cache_mode=$CACHE_MODE,io_engine=$engine,direct=$direct"
 	DAEMON_OPTS+=",max_cache_size_bytes=$size,dirty_expire_seconds=$expire,writeback_ratio=$ratio"
+	[ $((RANDOM % 4)) -ne 0 ] || DAEMON_OPTS+=,kernel_cache
 }
 
 # No sanitizer report in the daemon log (the killed ones included).

@@ -76,11 +76,9 @@ for case in TERM:4096 INT:65536 TERM:65536 INT:4096; do # SIGNAL:BLOCK_SIZE
 	check_dirty "$REF" "$off"
 	kill "-$sig" "$DAEMON_PID"
 	wait_rc "$DAEMON_PID"
-	forget_pid "$DAEMON_PID"
 	[ "$RC" -eq 0 ] || fail "bufiofs exited with $RC after SIG$sig"
 	kill -KILL "$holder"
 	wait "$holder" 2>/dev/null || true
-	forget_pid "$holder"
 	clear_dead_mount "$MNT" # the held file kept it alive: nothing to write
 	check_backing "SIG$sig"
 done
@@ -95,11 +93,9 @@ for how in "fusermount3 -u" umount; do
 	attach_loop "$MNT/disk"
 	"$CRASHWRITER" scatter "$LOOP" "$REF" "$off" --seed "$RANDOM" --max-piece 65536 >/dev/null
 	detach_loop "$LOOP"
-	forget_loop "$LOOP"
 	check_dirty "$REF" "$off"
 	$how "$MNT"
 	wait_rc "$DAEMON_PID"
-	forget_pid "$DAEMON_PID"
 	[ "$RC" -eq 0 ] || fail "bufiofs exited with $RC after $how"
 	check_backing "$how"
 done
@@ -122,7 +118,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	dirty=$(ctl "$MNT" disk/buffers_dirty)
 	kill "-$sig" "$DAEMON_PID"
 	wait_rc "$DAEMON_PID"
-	forget_pid "$DAEMON_PID"
 	[ "$RC" -eq 0 ] || fail "bufiofs exited with $RC after SIG$sig under load"
 	wait_gone "$wpid" 30 "the writer"
 	clear_dead_mount "$MNT"

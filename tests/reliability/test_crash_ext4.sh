@@ -70,7 +70,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
 
 	umount_fs
 	detach_loop "$LOOP"
-	forget_loop "$LOOP"
 	clear_dead_mount "$MNT"
 
 	serve
@@ -86,9 +85,7 @@ done
 
 log "clean stop: the backing alone holds a clean file system"
 detach_loop "$LOOP"
-forget_loop "$LOOP"
 stop_term "$DAEMON_PID"
-forget_pid "$DAEMON_PID"
 fsck_clean "$BACKING" "on the backing"
 check_daemon_log
 files=$(grep -c '^K g' "$KEPT" || true)

@@ -82,7 +82,6 @@ done
 
 log "clean stop: the backing itself holds exactly what was read back"
 stop_term "$DAEMON_PID"
-forget_pid "$DAEMON_PID"
 "$CRASHWRITER" verify "$BACKING" --state "$STATE" | grep '^verify:' ||
 	fail "the backing differs from what the daemon read back"
 check_daemon_log
