@@ -64,15 +64,16 @@ for case in TERM:4096 INT:65536 TERM:65536 INT:4096; do # SIGNAL:BLOCK_SIZE
 	log "SIG$sig, $bs-byte blocks, 12 MiB at byte $off"
 	new_pattern 12M "$off"
 	serve "$bs"
-	"$CRASHWRITER" scatter "$MNT/disk" "$REF" "$off" --seed "$RANDOM" --hold >"$TMP/scatter.out" &
+	out=$TMP/scatter.$sig.$bs # a fresh file: no earlier case's line to find
+	"$CRASHWRITER" scatter "$MNT/disk" "$REF" "$off" --seed "$RANDOM" --hold >"$out" &
 	holder=$!
 	PIDS+=("$holder")
 	for ((n = 0; n < 600; n++)); do
-		grep -q '^scatter:' "$TMP/scatter.out" && break
-		kill -0 "$holder" 2>/dev/null || { cat "$TMP/scatter.out"; fail "scatter failed"; }
+		grep -q '^scatter:' "$out" 2>/dev/null && break
+		kill -0 "$holder" 2>/dev/null || { cat "$out"; fail "scatter failed"; }
 		sleep 0.1
 	done
-	grep -q '^scatter:' "$TMP/scatter.out" || fail "scatter did not finish within 60 s"
+	grep -q '^scatter:' "$out" || fail "scatter did not finish within 60 s"
 	check_dirty "$REF" "$off"
 	kill "-$sig" "$DAEMON_PID"
 	wait_rc "$DAEMON_PID"
