@@ -21,6 +21,7 @@ struct ctl_handle {
 	pthread_mutex_t lock;
 	char *text; /* the value as rendered for the last read at offset 0 */
 	size_t len;
+	struct ctl_handle *prev, *next; /* in fs_ctx.ctl_open */
 };
 
 const struct ctl_entry *fs_ctl_entry(const struct fs_node *n)
@@ -55,6 +56,12 @@ void fs_ctl_open(fuse_req_t req, struct fs_ctx *ctx, const struct fs_node *n,
 	h->e = e;
 	h->dev = n->kind == FS_K_DCTL ? ctx->devs[n->dev] : NULL;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_lock(&ctx->ctl_lock);
+	h->next = ctx->ctl_open;
+	if (h->next)
+		h->next->prev = h;
+	ctx->ctl_open = h;
+	pthread_mutex_unlock(&ctx->ctl_lock);
 	fi->fh = (uintptr_t)h;
 	/* Never cached by the kernel: every read shows the current value. */
 	fi->direct_io = 1;
@@ -128,13 +135,38 @@ void fs_ctl_write(fuse_req_t req, struct fuse_file_info *fi, const char *buf, si
 		fuse_reply_write(req, size);
 }
 
-void fs_ctl_release(struct fuse_file_info *fi)
+static void free_handle(struct ctl_handle *h)
+{
+	pthread_mutex_destroy(&h->lock);
+	free(h->text);
+	free(h);
+}
+
+void fs_ctl_release(struct fs_ctx *ctx, struct fuse_file_info *fi)
 {
 	struct ctl_handle *h = (struct ctl_handle *)(uintptr_t)fi->fh;
 
 	if (!h)
 		return;
-	pthread_mutex_destroy(&h->lock);
-	free(h->text);
-	free(h);
+	pthread_mutex_lock(&ctx->ctl_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		ctx->ctl_open = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&ctx->ctl_lock);
+	free_handle(h);
+}
+
+void fs_ctl_release_all(struct fs_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->ctl_lock);
+	while (ctx->ctl_open) {
+		struct ctl_handle *h = ctx->ctl_open;
+
+		ctx->ctl_open = h->next;
+		free_handle(h);
+	}
+	pthread_mutex_unlock(&ctx->ctl_lock);
 }

@@ -9,6 +9,7 @@
 #define FUSE_USE_VERSION 35
 
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -30,6 +31,10 @@ struct fs_ctx {
 	/* Registry sizes, counted once (the registry never changes). */
 	unsigned n_global;
 	unsigned n_device;
+	/* Open control file handles: the kernel sends no RELEASE for those
+	 * still open when the session ends, so they are freed at destroy. */
+	pthread_mutex_t ctl_lock;
+	struct ctl_handle *ctl_open;
 };
 
 /* Fill the context for @devs; the array must outlive the session. */
@@ -99,7 +104,9 @@ void fs_ctl_open(fuse_req_t req, struct fs_ctx *ctx, const struct fs_node *n,
                  struct fuse_file_info *fi);
 void fs_ctl_read(fuse_req_t req, struct fuse_file_info *fi, size_t size, off_t off);
 void fs_ctl_write(fuse_req_t req, struct fuse_file_info *fi, const char *buf, size_t size);
-void fs_ctl_release(struct fuse_file_info *fi);
+void fs_ctl_release(struct fs_ctx *ctx, struct fuse_file_info *fi);
+/* Free every handle still open; at session end, when no request can come. */
+void fs_ctl_release_all(struct fs_ctx *ctx);
 
 /* The operations table (ops.c). */
 extern const struct fuse_lowlevel_ops fs_ops;

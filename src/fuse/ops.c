@@ -438,7 +438,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	if (!devfile_of(req, ino))
-		fs_ctl_release(fi);
+		fs_ctl_release(fs_req_ctx(req), fi);
 	fuse_reply_err(req, 0);
 }
 
@@ -508,8 +508,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/* The session ends: no request comes any more, not even a pending RELEASE. */
+static void op_destroy(void *userdata)
+{
+	fs_ctl_release_all(userdata);
+}
+
 const struct fuse_lowlevel_ops fs_ops = {
     .init = op_init,
+    .destroy = op_destroy,
     .lookup = op_lookup,
     .getattr = op_getattr,
     .setattr = op_setattr,

@@ -33,6 +33,7 @@ void fs_ctx_init(struct fs_ctx *ctx, struct fs_device **devs, unsigned ndevs, bo
 	clock_gettime(CLOCK_REALTIME, &ctx->start);
 	ctx->n_global = count_entries(CTL_GLOBAL);
 	ctx->n_device = count_entries(CTL_DEVICE);
+	pthread_mutex_init(&ctx->ctl_lock, NULL);
 }
 
 struct fuse_session *fs_mount(struct fs_ctx *ctx, const char *mountpoint, struct fuse_args *args)
