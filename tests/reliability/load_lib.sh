@@ -14,14 +14,19 @@ VERIFIED=0 # bytes fio read back and verified, summed over the test
 
 # fio_round NAME JOBFILE-BODY: run one fio invocation from a job file (global
 # section + jobs, built by the caller) in $TMP; every job must end with
-# err=0. Verify state stays in $TMP (fio writes it to its working directory).
+# err=0 within FIO_DEADLINE seconds (a deadlock hits it). Verify state stays
+# in $TMP (fio writes it to its working directory). On failure, the command
+# in FIO_FAIL_HOOK (if set) runs first with "fio NAME": it may explain.
+FIO_DEADLINE=$(soak_scale 900 14400)
 fio_round() {
 	local name=$1 body=$2 rc=0
 	printf '%s\n' "$body" >"$TMP/$name.fio"
 	log "fio $name"
-	(cd "$TMP" && fio --output="$TMP/$name.out" "$TMP/$name.fio") || rc=$?
+	(cd "$TMP" && timeout "$FIO_DEADLINE" fio --output="$TMP/$name.out" "$TMP/$name.fio") || rc=$?
 	if [ "$rc" -ne 0 ] || ! grep -q 'err= 0' "$TMP/$name.out" || grep -q 'err= [1-9]' "$TMP/$name.out"; then
+		[ -z "${FIO_FAIL_HOOK:-}" ] || $FIO_FAIL_HOOK "fio $name"
 		tail -n 60 "$TMP/$name.out" >&2
+		[ "$rc" -ne 124 ] || fail "fio $name did not finish within $FIO_DEADLINE s (deadlock?)"
 		fail "fio $name failed (exit $rc)"
 	fi
 }

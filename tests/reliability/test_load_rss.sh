@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/../integration/lib.sh"
 source "$(dirname "$0")/load_lib.sh"
 need_fuse
-need_tools fio
+need_tools fio timeout
 [ -n "${BUFIOFS_PLAIN:-}" ] || skip "BUFIOFS_PLAIN (the daemon built without sanitizers) is not set"
 [ -x "$BUFIOFS_PLAIN" ] || skip "BUFIOFS_PLAIN=$BUFIOFS_PLAIN is not an executable"
 BUFIOFS=$(realpath "$BUFIOFS_PLAIN")

@@ -10,7 +10,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 source "$(dirname "$0")/load_lib.sh"
 need_fuse
 need_loop
-need_tools fio mkfs.ext4 e2fsck
+need_tools fio mkfs.ext4 e2fsck timeout
 URING=$(uring_engine)
 
 # Per fio job, MiB: 8 jobs on the raw file, 4 files in ext4.
