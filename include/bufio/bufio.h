@@ -291,6 +291,12 @@ void bufio_clear_stats(struct bufio_client *c);
  * Budget for all clients together. 0 selects the default, 2% of RAM (the
  * cgroup limit if lower). Lowering it evicts down to the new budget at once
  * (clean buffers; dirty ones are written back first). Returns 0 or -EINVAL.
+ *
+ * In a memory cgroup the budget in force is also capped to what the cache
+ * can take without an OOM kill: the limit less the cgroup's other usage
+ * (reclaimable page cache aside), less limit / 8 + 16 MiB, less the 1/8 a
+ * writer may overshoot the budget by. The cap follows the usage; a setting
+ * above it is kept and applies again when there is room.
  */
 int bufio_set_max_cache_size(uint64_t bytes);
 uint64_t bufio_get_max_cache_size(void);          /* as set (0 = default) */

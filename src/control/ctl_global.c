@@ -122,7 +122,8 @@ static const struct ctl_entry ent_effective_cache_size = {
     .type = CTL_BYTES,
     .scope = CTL_GLOBAL,
     .unit = "bytes",
-    .doc = "the cache budget in force (max_cache_size_bytes or its default)",
+    .doc = "the cache budget in force (max_cache_size_bytes or its default, capped to fit "
+           "under the memory cgroup limit)",
     .get = get_effective_cache_size,
 };
 

@@ -123,7 +123,7 @@ static void reset_buffer(struct bufio_buffer *b)
 static bool far_over_budget(void)
 {
 	uint64_t size = atomic_load(&bufio_g.cache_size);
-	return atomic_load(&bufio_g.current) > size + size / 8;
+	return atomic_load(&bufio_g.current) > size + size / BUFIO_HARD_LIMIT_RATIO;
 }
 
 /*

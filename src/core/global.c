@@ -52,41 +52,89 @@ static uint64_t read_u64_file(const char *path)
 	return v;
 }
 
-/* The memory this process may use: RAM, or its cgroup's limit if lower. */
-static uint64_t usable_memory(void)
+/* Page cache the kernel can reclaim from a cgroup (memory.stat, v1 and v2). */
+static uint64_t cgroup_file_pages(const char *dir)
 {
-	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
-	char line[512], path[700];
+	char path[768], key[64];
+	unsigned long long v, sum = 0;
+	snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	FILE *f = fopen(path, "re");
+	while (f && fscanf(f, "%63s %llu", key, &v) == 2)
+		if (!strcmp(key, "inactive_file") || !strcmp(key, "active_file"))
+			sum += v;
+	if (f)
+		fclose(f);
+	return sum;
+}
+
+/* The tightest memory cgroup limit on this process (0 if none) and the
+ * cgroup's usage without its reclaimable page cache. */
+struct cg_memory {
+	uint64_t limit, used;
+};
+
+static struct cg_memory cgroup_memory(void)
+{
+	struct cg_memory m = {0, 0};
+	char line[512], dir[600], path[700];
 	FILE *f = fopen("/proc/self/cgroup", "re");
-	uint64_t lim = 0;
 	while (f && fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = 0;
 		char *cg = strrchr(line, ':');
+		const char *lim_file, *use_file;
 		if (!cg)
 			continue;
-		uint64_t v = 0;
 		if (!strncmp(line, "0::", 3)) {
-			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", cg + 1);
-			v = read_u64_file(path);
+			snprintf(dir, sizeof(dir), "/sys/fs/cgroup%s", cg + 1);
+			lim_file = "memory.max";
+			use_file = "memory.current";
 		} else if (strstr(line, ":memory:")) {
-			snprintf(path, sizeof(path),
-			         "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", cg + 1);
-			v = read_u64_file(path);
+			snprintf(dir, sizeof(dir), "/sys/fs/cgroup/memory%s", cg + 1);
+			lim_file = "memory.limit_in_bytes";
+			use_file = "memory.usage_in_bytes";
+		} else {
+			continue;
 		}
-		if (v && (!lim || v < lim))
-			lim = v;
+		snprintf(path, sizeof(path), "%s/%s", dir, lim_file);
+		uint64_t v = read_u64_file(path);
+		if (v && (!m.limit || v < m.limit)) {
+			m.limit = v;
+			snprintf(path, sizeof(path), "%s/%s", dir, use_file);
+			uint64_t used = read_u64_file(path), file = cgroup_file_pages(dir);
+			m.used = used > file ? used - file : 0;
+		}
 	}
 	if (f)
 		fclose(f);
-	return lim && lim < ram ? lim : ram;
+	return m;
 }
 
+/*
+ * The budget in force: the setting, or 2% of RAM (of the cgroup limit if
+ * lower). In a memory cgroup it is also capped to what the cache can take
+ * without an OOM kill: the limit less everything else the cgroup uses and a
+ * margin, less the 1/BUFIO_HARD_LIMIT_RATIO a writer may overshoot by. Like
+ * dm-bufio's shrinker, the process's real surroundings win over a setting
+ * too large for them; the cap follows the usage at every refresh.
+ */
 static void refresh_cache_size(void)
 {
-	uint64_t set = atomic_load(&bufio_g.cache_size_setting);
-	if (!set)
-		set = usable_memory() / 100 * BUFIO_MEMORY_PERCENT;
-	atomic_store(&bufio_g.cache_size, set);
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	struct cg_memory cg = cgroup_memory();
+	bool limited = cg.limit && cg.limit < ram;
+	uint64_t size = atomic_load(&bufio_g.cache_size_setting);
+	if (!size)
+		size = (limited ? cg.limit : ram) / 100 * BUFIO_MEMORY_PERCENT;
+	if (limited) {
+		uint64_t cache = atomic_load(&bufio_g.current);
+		uint64_t other = cg.used > cache ? cg.used - cache : 0;
+		uint64_t keep = other + cg.limit / 8 + BUFIO_CGROUP_MARGIN;
+		uint64_t room = cg.limit > keep ? cg.limit - keep : 0;
+		uint64_t cap = room / (BUFIO_HARD_LIMIT_RATIO + 1) * BUFIO_HARD_LIMIT_RATIO;
+		if (size > cap)
+			size = cap;
+	}
+	atomic_store(&bufio_g.cache_size, size);
 }
 
 /*---- the background worker ----*/

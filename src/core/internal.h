@@ -23,6 +23,10 @@
 #define BUFIO_WRITE_ALIGN          4096
 #define BUFIO_DEFAULT_DIRTY_EXPIRE 30
 #define BUFIO_MEMORY_PERCENT       2
+/* A writer more than budget / BUFIO_HARD_LIMIT_RATIO over the budget waits. */
+#define BUFIO_HARD_LIMIT_RATIO 8
+/* Of a cgroup's limit, never given to the cache: limit / 8 plus this. */
+#define BUFIO_CGROUP_MARGIN (16ull << 20)
 
 /* Buffer state bits (b->state). */
 #define B_READING (1u << 0) /* a backend read is in flight */
