@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE /* asprintf */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,14 @@
 #define PR_SET_IO_FLUSHER 57
 #endif
 
-/* Worker threads of the session loop: each may block on backing I/O. */
-#define FS_MAX_THREADS 16
+/*
+ * FUSE workers. Each may block on backing I/O, so this bounds the requests
+ * served at once; each also keeps a receive buffer as large as the largest
+ * request (1 MiB) and may hold that much of the cache while it copies, so it
+ * is also a bound on memory beyond the budget. 8 keeps a QD32 random-read
+ * load on an SSD busy (merged, read-ahead I/O does the rest).
+ */
+#define FS_MAX_THREADS 8
 
 /* Everything the daemon holds while serving. */
 struct fs_daemon {
@@ -248,6 +255,14 @@ int main(int argc, char **argv)
 	char err[1024];
 	int rc;
 
+	/*
+	 * Memory beyond the cache budget stays small and bounded: large
+	 * temporary buffers (uncached I/O, 1 MiB requests) are mapped and
+	 * unmapped rather than kept in a heap after glibc raises its mmap
+	 * threshold, and there are a few malloc arenas, not 8 per core.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_ARENA_MAX, 4);
 	fs_log_init();
 	fs_config_init(&cfg);
 	rc = fs_options_parse(argc, argv, &cfg, &cl, err, sizeof(err));

@@ -32,6 +32,10 @@ void fs_read_ahead(struct fs_device *dev, uint64_t off, uint64_t len)
 	win = atomic_load(&dev->ra_win);
 	win = win ? win * 2 : len * 4;
 	win = win < max ? win : max;
+	/* Never more than an eighth of the cache: read-ahead must not evict
+	 * what it is reading ahead of, nor push a small cache over budget. */
+	if (win > bufio_get_effective_cache_size() / 8)
+		win = bufio_get_effective_cache_size() / 8;
 	atomic_store(&dev->ra_win, win);
 	if (end >= dev->size)
 		return;
