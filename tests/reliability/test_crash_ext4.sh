@@ -78,6 +78,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		{ echo "$out"; fail "fsynced files lost or damaged after round $round"; }
 	echo "$out" | grep '^fsverify:'
 	total=$((total + $(echo "$out" | sed -n 's/^VERIFIED_BYTES=//p')))
+	if [ "$round" -eq "$ROUNDS" ]; then
+		log "the check can fail: one byte appended to a kept file is caught"
+		name=$(sed -n 's/^K \(g[^ ]*\) .*/\1/p' "$KEPT" | tail -n 1)
+		printf x >>"$FS/keep/$name"
+		"$FSCHURN" verify "$FS" "$KEPT" >"$TMP/neg.out" &&
+			fail "a changed kept file passed verification"
+		grep -q "FAIL .*/$name: fsynced" "$TMP/neg.out" || { cat "$TMP/neg.out"; fail "not caught"; }
+	fi
 	umount "$FS"
 	FS_MOUNTS=()
 	fsck_clean "$LOOP" "after round $round"

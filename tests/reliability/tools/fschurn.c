@@ -9,9 +9,12 @@
  *   fschurn run ROOT LOG --gen G [--seconds S] [--seed X]
  *   fschurn verify ROOT LOG [--update]
  *
- * Log lines: "K NAME SIZE SUM" (durable: fsync of file and directory done)
- * and "I NAME SIZE SUM" (a replacement of NAME by rename is about to start;
- * until its K, NAME may hold the old or the new contents).
+ * Log lines: "K NAME SIZE SUM" (durable: fsync of file and directory done),
+ * "I NAME SIZE SUM" (a replacement of NAME by rename is about to start;
+ * until its K, NAME may hold the old or the new contents), "R NAME" (NAME is
+ * about to be deleted: it may be gone) and "D NAME" (deleted and the
+ * directory fsynced: it must stay gone). Kept files of generations three
+ * and more back are deleted so the file system never fills up.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -25,10 +28,11 @@
 
 #include "common.h"
 
-#define NDIRS   8
-#define NNAMES  48
-#define NSLOTS  6
-#define MAXFILE (256u << 10)
+#define NDIRS     8
+#define NNAMES    48
+#define NSLOTS    6
+#define MAXFILE   (256u << 10)
+#define KEEP_GENS 3 /* generations of kept files that stay */
 
 static struct {
 	const char *root;
@@ -39,11 +43,12 @@ static struct {
 	unsigned char *buf;
 } R;
 
-/* Errors the random namespace produces on its own: not a failure. */
+/* Errors the random namespace produces on its own (ELOOP: a symlink
+ * renamed onto its own target): not a failure. */
 static bool benign(int err)
 {
 	return err == ENOENT || err == EEXIST || err == ENOTEMPTY || err == ENOTDIR ||
-	       err == EISDIR || err == EMLINK;
+	       err == EISDIR || err == EMLINK || err == ELOOP;
 }
 
 /* Record the first real error; false when the workload must stop. */
@@ -233,6 +238,52 @@ static bool remove_old(void)
 	return true;
 }
 
+/* Delete the kept files of old generations, logging before and after. */
+static bool prune_kept(void)
+{
+	char path[512], line[128], (*names)[64] = NULL;
+	size_t n = 0, cap = 0;
+	bool ok = true;
+	struct dirent *de;
+	DIR *d;
+	int len;
+
+	snprintf(path, sizeof(path), "%s/keep", R.root);
+	d = opendir(path);
+	if (!d)
+		return check(-1, "opendir keep");
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		uint64_t g, i;
+
+		if (l >= sizeof(names[0]) ||
+		    sscanf(de->d_name, "g%" SCNu64 "-%" SCNu64, &g, &i) != 2 ||
+		    g + KEEP_GENS > R.gen)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			names = realloc(names, cap * sizeof(*names));
+			if (!names)
+				die("out of memory");
+		}
+		memcpy(names[n++], de->d_name, l + 1);
+	}
+	closedir(d);
+	for (size_t i = 0; ok && i < n; i++) {
+		len = snprintf(line, sizeof(line), "R %s\n", names[i]);
+		log_durable(R.log_fd, line, (size_t)len);
+		ok = check(unlinkat(R.keep_fd, names[i], 0), "unlink kept file");
+	}
+	if (ok && n)
+		ok = check(fsync(R.keep_fd), "fsync of the directory");
+	for (size_t i = 0; ok && i < n; i++) {
+		len = snprintf(line, sizeof(line), "D %s\n", names[i]);
+		log_durable(R.log_fd, line, (size_t)len);
+	}
+	free(names);
+	return ok;
+}
+
 static bool make_dirs(void)
 {
 	char path[512];
@@ -283,7 +334,7 @@ static int cmd_run(int argc, char **argv)
 		die("%s: %s", argv[2 + optind], strerror(errno));
 	R.keep_fd = -1;
 	deadline = now_s() + seconds;
-	if (make_dirs() && remove_old()) {
+	if (make_dirs() && remove_old() && prune_kept()) {
 		while (now_s() < deadline) {
 			bool ok = rnd_below(&R.rnd, 12) ? churn_op() : durable_op();
 
@@ -316,6 +367,8 @@ struct kept {
 	struct version ok[64]; /* the durable version, then later candidates */
 	unsigned n;
 	bool durable;
+	bool removing; /* R: may be gone */
+	bool gone;     /* D: must be gone */
 };
 
 static struct kept *find_kept(struct kept **all, size_t *n, size_t *cap, const char *name)
@@ -385,7 +438,7 @@ static int cmd_verify(int argc, char **argv)
 {
 	struct kept *all = NULL;
 	size_t n = 0, cap = 0;
-	uint64_t files = 0, bytes = 0, fails = 0, *found;
+	uint64_t files = 0, bytes = 0, gone = 0, fails = 0, *found;
 	unsigned char *buf = malloc(MAXFILE);
 	char line[512], name[256], path[1024];
 	bool update = argc == 5 && !strcmp(argv[4], "--update");
@@ -401,12 +454,17 @@ static int cmd_verify(int argc, char **argv)
 		struct version v;
 		struct kept *k;
 
-		if (sscanf(line, "%c %255s %" SCNu64 " %" SCNx64, &kind, name, &v.size, &v.sum) !=
-		        4 ||
-		    (kind != 'K' && kind != 'I') || strlen(name) >= sizeof(k->name))
+		int f = sscanf(line, "%c %255s %" SCNu64 " %" SCNx64, &kind, name, &v.size, &v.sum);
+
+		if (f < 2 || (f != 4 && kind != 'R' && kind != 'D') || !strchr("KIRD", kind) ||
+		    strlen(name) >= sizeof(k->name))
 			die("%s: malformed line: %s", argv[3], line);
 		k = find_kept(&all, &n, &cap, name);
-		if (kind == 'K') {
+		if (kind == 'R') {
+			k->removing = true;
+		} else if (kind == 'D') {
+			k->gone = true;
+		} else if (kind == 'K') {
 			/* Durable: earlier versions may no longer appear. */
 			k->ok[0] = v;
 			k->n = 1;
@@ -429,6 +487,16 @@ static int cmd_verify(int argc, char **argv)
 			continue; /* never acknowledged: may be missing */
 		snprintf(path, sizeof(path), "%s/keep/%s", argv[2], k->name);
 		err = file_sum(path, buf, &size, &sum);
+		if (k->gone && err != -ENOENT) {
+			fails++;
+			printf("FAIL %s: deleted and its directory fsynced, but %s\n", path,
+			       err ? strerror(-err) : "it is back");
+			continue;
+		}
+		if (k->gone || (k->removing && err == -ENOENT)) {
+			gone++;
+			continue;
+		}
 		for (unsigned j = 0; !err && !good && j < k->n; j++) {
 			good = k->ok[j].size == size && k->ok[j].sum == sum;
 			found[i] = j;
@@ -448,8 +516,8 @@ static int cmd_verify(int argc, char **argv)
 			       path, k->ok[0].size, k->ok[0].sum, size, sum);
 	}
 	printf("fsverify: %" PRIu64 " fsynced files intact (%" PRIu64 " bytes), %" PRIu64
-	       " failures\n",
-	       files, bytes, fails);
+	       " deleted ones gone, %" PRIu64 " failures\n",
+	       files, bytes, gone, fails);
 	printf("VERIFIED_BYTES=%" PRIu64 "\n", bytes);
 	if (!fails && update)
 		settle_found(argv[3], all, n, found);
