@@ -616,21 +616,24 @@ static int load_root(struct loader *ld, const config_setting_t *root)
 
 static int read_config(config_t *c, const char *path, char *err, size_t errlen)
 {
-	char *dir = strdup(path);
+	char *dir = strdup(path), *text;
+	int rc;
 
 	if (!dir)
 		return fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	/* @include "x.conf" is relative to the including file, not the cwd. */
 	config_set_include_dir(c, dirname(dir));
 	free(dir);
-	errno = 0;
-	if (config_read_file(c, path) == CONFIG_TRUE)
+	/* Read here rather than by libconfig, which would block on a FIFO. */
+	rc = fs_config_read_text(path, config_get_include_dir(c), &text, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = config_read_string(c, text);
+	free(text);
+	if (rc == CONFIG_TRUE)
 		return 0;
-	if (config_error_type(c) == CONFIG_ERR_FILE_IO) {
-		int e = errno ? errno : EIO;
-
-		return fs_errf(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
-	}
+	if (config_error_type(c) == CONFIG_ERR_FILE_IO)
+		return fs_errf(err, errlen, -EIO, "%s: cannot read an included file", path);
 	return fs_errf(err, errlen, -EINVAL, "%s:%d: %s",
 	               config_error_file(c) ? config_error_file(c) : path, config_error_line(c),
 	               config_error_text(c));
