@@ -416,9 +416,9 @@ static int setting_text(struct loader *ld, const config_setting_t *s, unsigned t
 	case CONFIG_TYPE_INT:
 	case CONFIG_TYPE_INT64:
 		v = config_setting_get_int64(s);
-		/* libconfig wraps integers beyond 64 bits, so a huge one lands here too */
+		/* fs_config_read_text() has refused the literals libconfig would cut */
 		if (v < 0)
-			return fail(ld, s, "%s: out of range: %lld is negative (or beyond 64 bits)",
+			return fail(ld, s, "%s: out of range: %lld is negative",
 			            config_setting_name(s), v);
 		snprintf(buf, size, "%lld", v);
 		return 0;

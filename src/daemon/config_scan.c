@@ -3,7 +3,8 @@
  * Reading a config file for libconfig, and a look at it (and the files it
  * @includes) first, for the inputs libconfig mishandles: included files that
  * are not regular files (a FIFO blocks its fopen forever, a directory kills
- * its scanner with exit(2)).
+ * its scanner with exit(2)) and integers too large for the type libconfig
+ * stores them in.
  */
 #define _GNU_SOURCE /* asprintf */
 #include "daemon/config.h"
@@ -17,6 +18,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/*
+ * Before 1.7, libconfig stores an integer without the L suffix as an int
+ * with atoi(), so 4294967301 silently becomes 5: such literals must carry L.
+ */
+#if !defined(LIBCONFIG_VER_MAJOR) || (LIBCONFIG_VER_MAJOR == 1 && LIBCONFIG_VER_MINOR < 7)
+#define SCAN_INT_IS_32BIT 1
+#else
+#define SCAN_INT_IS_32BIT 0
+#endif
 
 /* libconfig's own limit on @include nesting. */
 #define SCAN_MAX_DEPTH 10
@@ -126,8 +137,8 @@ static int slurp(const char *path, bool any_kind, char **text, size_t *len, char
 
 		for (const char *p = buf; p < nul; p++)
 			line += *p == '\n';
-		rc = fs_errf(err, errlen, -EINVAL, "%s:%u: a NUL byte: not a text file", path,
-		             line);
+		rc =
+		    fs_errf(err, errlen, -EINVAL, "%s:%u: a NUL byte: not a text file", path, line);
 		goto out;
 	}
 	buf[n] = '\0';
@@ -181,6 +192,80 @@ static void skip_string(struct scan *sc, char *out, size_t outlen)
 	sc->pos++; /* the closing quote */
 	if (out && outlen)
 		out[o] = '\0';
+}
+
+static bool is_name_char(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-' || c == '*';
+}
+
+static bool is_float_char(int c)
+{
+	return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E';
+}
+
+static int hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+		return (c | 0x20) - 'a' + 10;
+	return -1;
+}
+
+static int number_error(struct scan *sc, size_t start, const char *why)
+{
+	int n = (int)(sc->pos - start);
+
+	return fs_errf(sc->err, sc->errlen, -EINVAL, "%s:%u: integer %.*s %s", sc->path, sc->line,
+	               n > 40 ? 40 : n, sc->s + start, why);
+}
+
+/* An integer or float literal at sc->pos (a digit, or a sign before one). */
+static int scan_number(struct scan *sc)
+{
+	size_t start = sc->pos;
+	bool neg = false, hex = false, over = false, suffix = false;
+	uint64_t v = 0, limit;
+	int d;
+
+	if (peek(sc, 0) == '-' || peek(sc, 0) == '+')
+		neg = sc->s[sc->pos++] == '-';
+	if (peek(sc, 0) == '0' && (peek(sc, 1) | 0x20) == 'x') {
+		hex = true;
+		for (sc->pos += 2; (d = hex_digit(peek(sc, 0))) >= 0; sc->pos++) {
+			over |= v >> 60 != 0;
+			v = v << 4 | (unsigned)d;
+		}
+	} else {
+		for (; peek(sc, 0) >= '0' && peek(sc, 0) <= '9'; sc->pos++)
+			over |= __builtin_mul_overflow(v, 10, &v) ||
+			        __builtin_add_overflow(v, (unsigned)(peek(sc, 0) - '0'), &v);
+		if (peek(sc, 0) == '.' || (peek(sc, 0) | 0x20) == 'e') {
+			/* A float: libconfig stores doubles correctly. */
+			while (is_float_char(peek(sc, 0)) ||
+			       ((peek(sc, 0) == '-' || peek(sc, 0) == '+') &&
+			        (sc->s[sc->pos - 1] | 0x20) == 'e'))
+				sc->pos++;
+			return 0;
+		}
+	}
+	while (peek(sc, 0) == 'L') {
+		suffix = true;
+		sc->pos++;
+	}
+	/* Hex literals are bit patterns: libconfig takes all 64 bits of one with L. */
+	limit = hex ? UINT64_MAX : (uint64_t)INT64_MAX + neg;
+	if (over || v > limit)
+		return number_error(sc, start, "does not fit in 64 bits");
+	limit = hex ? UINT32_MAX >> 1 : (uint64_t)INT32_MAX + neg;
+	if (SCAN_INT_IS_32BIT && !suffix && v > limit)
+		return number_error(sc, start,
+		                    "does not fit in 32 bits, and this libconfig would silently "
+		                    "cut it: write it with an L suffix (or a byte count as a "
+		                    "string, \"4G\")");
+	return 0;
 }
 
 /* "@include" at the start of a line: vet the included file too. */
@@ -238,6 +323,12 @@ static int scan_text(struct scan *sc)
 		} else if (c == '@' && strncmp(sc->s + sc->pos, "@include", 8) == 0 &&
 		           at_line_start(sc)) {
 			rc = scan_include(sc);
+		} else if (is_name_char(c) && !(c >= '0' && c <= '9') && c != '-') {
+			while (is_name_char(peek(sc, 0)))
+				sc->pos++;
+		} else if ((c >= '0' && c <= '9') ||
+		           ((c == '-' || c == '+') && peek(sc, 1) >= '0' && peek(sc, 1) <= '9')) {
+			rc = scan_number(sc);
 		} else {
 			sc->pos++;
 		}
