@@ -245,10 +245,16 @@ static int parse_engine(const char *s, enum bufio_io_engine *out)
 	return 0;
 }
 
-static bool valid_device_name(const char *s)
+/* Why @s cannot name a device (a file in the mount, a directory in control/), or NULL. */
+static const char *bad_device_name(const char *s)
 {
-	return *s && strlen(s) < 256 && !strchr(s, '/') && strcmp(s, ".") != 0 &&
-	       strcmp(s, "..") != 0 && strcmp(s, "control") != 0;
+	if (!*s || strlen(s) >= 256 || strchr(s, '/') || strcmp(s, ".") == 0 ||
+	    strcmp(s, "..") == 0 || strcmp(s, "control") == 0)
+		return "not a usable file name (empty, '/', '.', '..' or 'control')";
+	/* control/NAME would be both the device's directory and a global file. */
+	if (ctl_find(CTL_GLOBAL, s))
+		return "not a usable file name: control/ has a global file of that name";
+	return NULL;
 }
 
 /* Apply device option @o with text @text to @spec; reason in @why on -EINVAL. */
@@ -260,10 +266,8 @@ static int spec_set_option(struct fs_device_spec *spec, const struct dev_option 
 
 	switch (o->kind) {
 	case OPT_NAME:
-		if (!valid_device_name(text))
-			return fs_errf(
-			    why, whylen, -EINVAL,
-			    "not a usable file name (empty, '/', '.', '..' or 'control')");
+		if (bad_device_name(text))
+			return fs_errf(why, whylen, -EINVAL, "%s", bad_device_name(text));
 		return replace_string(&spec->name, text);
 	case OPT_PATH:
 		if (!*text)
