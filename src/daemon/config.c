@@ -579,6 +579,8 @@ static int load_daemon_option(struct loader *ld, const config_setting_t *s,
 	                  text, sizeof(text));
 	if (rc < 0)
 		return rc;
+	if ((o->kind == KEY_MOUNTPOINT || o->kind == KEY_STATE_DIR) && !*text)
+		return fail(ld, s, "%s: empty path", o->name);
 	rc = set_daemon_option(ld->cfg, o, text, is_bool && config_setting_get_bool(s));
 	return rc < 0 ? fail(ld, s, "%s: %s", o->name, strerror(-rc)) : 0;
 }
