@@ -95,11 +95,16 @@ static int slurp(const char *path, bool any_kind, char **text, size_t *len, char
 		rc = fs_errf(err, errlen, -errno, "%s: cannot read: %s", path, strerror(errno));
 		goto out;
 	}
+	buf = malloc(size);
+	if (!buf) {
+		rc = fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
 	for (;;) {
 		ssize_t r;
 
-		if (!buf || n + 1 == size) {
-			char *bigger = realloc(buf, buf ? size *= 2 : size);
+		if (n + 1 == size) {
+			char *bigger = realloc(buf, size *= 2);
 
 			if (!bigger) {
 				rc = fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
@@ -228,15 +233,14 @@ static int scan_number(struct scan *sc)
 	size_t start = sc->pos;
 	bool neg = false, hex = false, over = false, suffix = false;
 	uint64_t v = 0, limit;
-	int d;
 
 	if (peek(sc, 0) == '-' || peek(sc, 0) == '+')
 		neg = sc->s[sc->pos++] == '-';
 	if (peek(sc, 0) == '0' && (peek(sc, 1) | 0x20) == 'x') {
 		hex = true;
-		for (sc->pos += 2; (d = hex_digit(peek(sc, 0))) >= 0; sc->pos++) {
+		for (sc->pos += 2; hex_digit(peek(sc, 0)) >= 0; sc->pos++) {
 			over |= v >> 60 != 0;
-			v = v << 4 | (unsigned)d;
+			v = v << 4 | (unsigned)hex_digit(peek(sc, 0));
 		}
 	} else {
 		for (; peek(sc, 0) >= '0' && peek(sc, 0) <= '9'; sc->pos++)
@@ -356,7 +360,7 @@ static int scan_text_of(const char *path, const char *dir, int depth, const char
 static int scan_file(const char *path, const char *dir, int depth, char *err, size_t errlen)
 {
 	char *text = NULL;
-	size_t len;
+	size_t len = 0;
 	int rc;
 
 	rc = slurp(path, false, &text, &len, err, errlen);
@@ -369,7 +373,7 @@ static int scan_file(const char *path, const char *dir, int depth, char *err, si
 int fs_config_read_text(const char *path, const char *include_dir, char **text, char *err,
                         size_t errlen)
 {
-	size_t len;
+	size_t len = 0;
 	int rc;
 
 	*text = NULL;
