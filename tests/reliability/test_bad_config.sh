@@ -203,18 +203,11 @@ bad_start "unknown option(s)" -f -o no_such_fuse_option "$BACKING" "$MNT"
 log "$CASES bad starts refused; good configs still serve: an include and big integers with L, a pipe"
 printf 'retain_bytes = "512K";\n' >"$TMP/inc.conf"
 printf '%s\n@include "inc.conf"\nmax_cache_size_bytes = 4294967296L;\n' "$DEV" >"$CONF"
-start_good() {
-	"$BUFIOFS" -f -c "$1" "$MNT" >>"$TMP/daemon.log" 2>&1 &
-	DAEMON_PID=$!
-	PIDS+=("$DAEMON_PID")
-	FUSE_MOUNTS+=("$MNT")
-	wait_mounted "$MNT" "$DAEMON_PID"
-}
-start_good "$CONF"
+start_conf "$CONF" "$MNT"
 [ "$(ctl "$MNT" max_cache_size_bytes)" = 4294967296 ] || fail "max_cache_size_bytes = 4294967296L"
 [ "$(ctl "$MNT" retain_bytes)" = 524288 ] || fail "retain_bytes from the include"
 stop_term "$DAEMON_PID"
-start_good <(printf '%s\nmax_age_seconds = 77;\n' "$DEV")
+start_conf <(printf '%s\nmax_age_seconds = 77;\n' "$DEV") "$MNT"
 [ "$(ctl "$MNT" max_age_seconds)" = 77 ] || fail "max_age_seconds from the pipe"
 stop_term "$DAEMON_PID"
 log "ok"
