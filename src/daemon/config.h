@@ -120,11 +120,12 @@ void fs_device_spec_free(struct fs_device_spec *spec);
  * 16 MiB, from a regular file, a pipe (-c <(command)) or a character device;
  * a directory, a FIFO nobody writes to and a NUL byte are refused. Every file
  * it @includes (relative to @include_dir) must be a regular file, as libconfig
- * opens those itself and would block on a FIFO. No integer literal, here or
- * in an included file, may be larger than the type libconfig would silently
- * cut it to ("FILE:LINE: integer N does not fit ..."). Returns 0 with the
- * NUL-terminated text in *@text (free() it), or -errno with
- * "FILE: cannot read: ..." or "FILE:LINE: ..." in @err.
+ * opens those itself and would block on a FIFO; they may nest 10 deep and
+ * number 64 in all. No integer literal, here or in an included file, may be
+ * larger than the type libconfig would silently cut it to ("FILE:LINE:
+ * integer N does not fit ..."). Returns 0 with the NUL-terminated text in
+ * *@text (free() it), or -errno with "FILE: cannot read: ..." or
+ * "FILE:LINE: ..." in @err.
  */
 int fs_config_read_text(const char *path, const char *include_dir, char **text, char *err,
                         size_t errlen);

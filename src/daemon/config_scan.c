@@ -31,6 +31,11 @@
 
 /* libconfig's own limit on @include nesting. */
 #define SCAN_MAX_DEPTH 10
+/*
+ * Included files read in all: a file that includes itself twice would
+ * otherwise be read 2^10 times before the nesting limit stops it.
+ */
+#define SCAN_MAX_FILES 64
 /* Far beyond any real configuration; keeps a mistaken path from filling memory. */
 #define SCAN_MAX_SIZE (16u << 20)
 
@@ -51,18 +56,25 @@ const char *fs_file_kind(mode_t mode)
 	return "a special file";
 }
 
-struct scan {
-	const char *path;
+/* One look at a config and its includes. */
+struct scan_all {
 	const char *dir; /* where relative @include paths start */
-	const char *s;   /* the file's text */
-	size_t len, pos;
-	unsigned line;
-	int depth;
+	unsigned files;  /* included files read so far */
 	char *err;
 	size_t errlen;
 };
 
-static int scan_file(const char *path, const char *dir, int depth, char *err, size_t errlen);
+/* One file of it. */
+struct scan {
+	struct scan_all *all;
+	const char *path;
+	const char *s; /* the file's text */
+	size_t len, pos;
+	unsigned line;
+	int depth; /* of @include */
+};
+
+static int scan_file(struct scan_all *all, const char *path, int depth);
 
 /*
  * The whole of @path, NUL-terminated. Only regular files, unless @any_kind:
@@ -223,8 +235,8 @@ static int number_error(struct scan *sc, size_t start, const char *why)
 {
 	int n = (int)(sc->pos - start);
 
-	return fs_errf(sc->err, sc->errlen, -EINVAL, "%s:%u: integer %.*s %s", sc->path, sc->line,
-	               n > 40 ? 40 : n, sc->s + start, why);
+	return fs_errf(sc->all->err, sc->all->errlen, -EINVAL, "%s:%u: integer %.*s %s", sc->path,
+	               sc->line, n > 40 ? 40 : n, sc->s + start, why);
 }
 
 /* An integer or float literal at sc->pos (a digit, or a sign before one). */
@@ -284,13 +296,20 @@ static int scan_include(struct scan *sc)
 	if (peek(sc, 0) != '"')
 		return 0; /* libconfig reports the syntax error */
 	skip_string(sc, name, sizeof(name));
-	if (sc->depth + 1 >= SCAN_MAX_DEPTH)
-		return 0; /* libconfig reports the nesting */
-	if (name[0] != '/' && sc->dir) {
-		if (asprintf(&full, "%s/%s", sc->dir, name) < 0)
-			return fs_errf(sc->err, sc->errlen, -ENOMEM, "%s: out of memory", sc->path);
+	if (sc->depth >= SCAN_MAX_DEPTH)
+		return fs_errf(sc->all->err, sc->all->errlen, -ELOOP,
+		               "%s:%u: @include nested more than %d deep", sc->path, sc->line,
+		               SCAN_MAX_DEPTH);
+	if (++sc->all->files > SCAN_MAX_FILES)
+		return fs_errf(sc->all->err, sc->all->errlen, -E2BIG,
+		               "%s:%u: more than %d @include files in all", sc->path, sc->line,
+		               SCAN_MAX_FILES);
+	if (name[0] != '/' && sc->all->dir) {
+		if (asprintf(&full, "%s/%s", sc->all->dir, name) < 0)
+			return fs_errf(sc->all->err, sc->all->errlen, -ENOMEM, "%s: out of memory",
+			               sc->path);
 	}
-	rc = scan_file(full ? full : name, sc->dir, sc->depth + 1, sc->err, sc->errlen);
+	rc = scan_file(sc->all, full ? full : name, sc->depth + 1);
 	free(full);
 	return rc;
 }
@@ -341,31 +360,25 @@ static int scan_text(struct scan *sc)
 }
 
 /* Vet @text (the contents of @path) and the files it includes. */
-static int scan_text_of(const char *path, const char *dir, int depth, const char *text, size_t len,
-                        char *err, size_t errlen)
+static int scan_text_of(struct scan_all *all, const char *path, int depth, const char *text,
+                        size_t len)
 {
-	struct scan sc = {.path = path,
-	                  .dir = dir,
-	                  .s = text,
-	                  .len = len,
-	                  .line = 1,
-	                  .depth = depth,
-	                  .err = err,
-	                  .errlen = errlen};
+	struct scan sc = {
+	    .all = all, .path = path, .s = text, .len = len, .line = 1, .depth = depth};
 
 	return scan_text(&sc);
 }
 
 /* An included file: libconfig opens it itself, so it must be a regular file. */
-static int scan_file(const char *path, const char *dir, int depth, char *err, size_t errlen)
+static int scan_file(struct scan_all *all, const char *path, int depth)
 {
 	char *text = NULL;
 	size_t len = 0;
 	int rc;
 
-	rc = slurp(path, false, &text, &len, err, errlen);
+	rc = slurp(path, false, &text, &len, all->err, all->errlen);
 	if (rc == 0)
-		rc = scan_text_of(path, dir, depth, text, len, err, errlen);
+		rc = scan_text_of(all, path, depth, text, len);
 	free(text);
 	return rc;
 }
@@ -373,13 +386,14 @@ static int scan_file(const char *path, const char *dir, int depth, char *err, si
 int fs_config_read_text(const char *path, const char *include_dir, char **text, char *err,
                         size_t errlen)
 {
+	struct scan_all all = {.dir = include_dir, .err = err, .errlen = errlen};
 	size_t len = 0;
 	int rc;
 
 	*text = NULL;
 	rc = slurp(path, true, text, &len, err, errlen);
 	if (rc == 0)
-		rc = scan_text_of(path, include_dir, 0, *text, len, err, errlen);
+		rc = scan_text_of(&all, path, 0, *text, len);
 	if (rc < 0) {
 		free(*text);
 		*text = NULL;
