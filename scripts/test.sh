@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine as root: dependencies,
 # a -Werror build, unit tests plain, under ASan+UBSan and under TSan, then the
-# integration tests (real FUSE mounts, loop devices, mkfs, fio).
+# integration tests (real FUSE mounts, loop devices, mkfs, fio), the
+# reliability suite and a minute of fuzzing per libFuzzer harness
+# (BUFIO_SOAK=1: ten).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -37,4 +39,11 @@ if ctest --test-dir build-asan -N -L reliability | grep -q 'Total Tests: [1-9]';
 		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		ctest --test-dir build-asan -L reliability --output-on-failure
 fi
+step "build (clang, libFuzzer harnesses)"
+CC=clang cmake -S "$top" -B "$top/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUFIO_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_ctl_value fuzz_config
+fuzz_seconds=60
+[ "${BUFIO_SOAK:-}" = 1 ] && fuzz_seconds=600
+step "fuzzing: $fuzz_seconds s per harness"
+tests/fuzz/run.sh build-fuzz "$fuzz_seconds"
 step "all tests passed"

@@ -15,6 +15,13 @@
 
 /* Longest value text accepted; a number with a suffix is far shorter. */
 #define CTL_MAX_VALUE 64
+/*
+ * Longest input, whitespace included. The kernel splits a write(2) larger than
+ * FUSE's max_write into several requests: refusing long inputs outright keeps
+ * the first piece of such a write (a number, then padding) from being applied
+ * while the rest is rejected.
+ */
+#define CTL_MAX_INPUT 4096
 
 static struct fs_device **ctl_devs;
 static unsigned ctl_ndevs;
@@ -254,6 +261,10 @@ int ctl_parse_explain(const struct ctl_entry *e, const char *text, size_t len, u
 	}
 	if (!text)
 		len = 0;
+	if (len > CTL_MAX_INPUT) {
+		explain(why, whylen, "value too long");
+		return -EINVAL;
+	}
 	trim(&text, &len);
 	if (len == 0) {
 		explain(why, whylen, "empty value");

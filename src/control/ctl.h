@@ -64,9 +64,10 @@ int ctl_read(const struct ctl_entry *e, struct fs_device *dev, char *buf, size_t
 
 /*
  * Parse @text (@len bytes, not necessarily NUL-terminated; surrounding
- * whitespace ignored), check type and range, and apply it. Returns 0,
- * -EINVAL (unparsable, out of range, unknown enum name: nothing changed) or
- * -EACCES (read-only entry), or the setter's error.
+ * whitespace ignored; more than 4096 bytes in all is refused), check type and
+ * range, and apply it. Returns 0, -EINVAL (unparsable, too long, out of
+ * range, unknown enum name: nothing changed) or -EACCES (read-only entry), or
+ * the setter's error.
  */
 int ctl_write(const struct ctl_entry *e, struct fs_device *dev, const char *text, size_t len);
 

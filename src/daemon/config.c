@@ -245,10 +245,16 @@ static int parse_engine(const char *s, enum bufio_io_engine *out)
 	return 0;
 }
 
-static bool valid_device_name(const char *s)
+/* Why @s cannot name a device (a file in the mount, a directory in control/), or NULL. */
+static const char *bad_device_name(const char *s)
 {
-	return *s && strlen(s) < 256 && !strchr(s, '/') && strcmp(s, ".") != 0 &&
-	       strcmp(s, "..") != 0 && strcmp(s, "control") != 0;
+	if (!*s || strlen(s) >= 256 || strchr(s, '/') || strcmp(s, ".") == 0 ||
+	    strcmp(s, "..") == 0 || strcmp(s, "control") == 0)
+		return "not a usable file name (empty, '/', '.', '..' or 'control')";
+	/* control/NAME would be both the device's directory and a global file. */
+	if (ctl_find(CTL_GLOBAL, s))
+		return "not a usable file name: control/ has a global file of that name";
+	return NULL;
 }
 
 /* Apply device option @o with text @text to @spec; reason in @why on -EINVAL. */
@@ -260,10 +266,8 @@ static int spec_set_option(struct fs_device_spec *spec, const struct dev_option 
 
 	switch (o->kind) {
 	case OPT_NAME:
-		if (!valid_device_name(text))
-			return fs_errf(
-			    why, whylen, -EINVAL,
-			    "not a usable file name (empty, '/', '.', '..' or 'control')");
+		if (bad_device_name(text))
+			return fs_errf(why, whylen, -EINVAL, "%s", bad_device_name(text));
 		return replace_string(&spec->name, text);
 	case OPT_PATH:
 		if (!*text)
@@ -416,9 +420,9 @@ static int setting_text(struct loader *ld, const config_setting_t *s, unsigned t
 	case CONFIG_TYPE_INT:
 	case CONFIG_TYPE_INT64:
 		v = config_setting_get_int64(s);
-		/* libconfig wraps integers beyond 64 bits, so a huge one lands here too */
+		/* fs_config_read_text() has refused the literals libconfig would cut */
 		if (v < 0)
-			return fail(ld, s, "%s: out of range: %lld is negative (or beyond 64 bits)",
+			return fail(ld, s, "%s: out of range: %lld is negative",
 			            config_setting_name(s), v);
 		snprintf(buf, size, "%lld", v);
 		return 0;
@@ -575,6 +579,8 @@ static int load_daemon_option(struct loader *ld, const config_setting_t *s,
 	                  text, sizeof(text));
 	if (rc < 0)
 		return rc;
+	if ((o->kind == KEY_MOUNTPOINT || o->kind == KEY_STATE_DIR) && !*text)
+		return fail(ld, s, "%s: empty path", o->name);
 	rc = set_daemon_option(ld->cfg, o, text, is_bool && config_setting_get_bool(s));
 	return rc < 0 ? fail(ld, s, "%s: %s", o->name, strerror(-rc)) : 0;
 }
@@ -616,21 +622,24 @@ static int load_root(struct loader *ld, const config_setting_t *root)
 
 static int read_config(config_t *c, const char *path, char *err, size_t errlen)
 {
-	char *dir = strdup(path);
+	char *dir = strdup(path), *text;
+	int rc;
 
 	if (!dir)
 		return fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	/* @include "x.conf" is relative to the including file, not the cwd. */
 	config_set_include_dir(c, dirname(dir));
 	free(dir);
-	errno = 0;
-	if (config_read_file(c, path) == CONFIG_TRUE)
+	/* Read here rather than by libconfig, which would block on a FIFO. */
+	rc = fs_config_read_text(path, config_get_include_dir(c), &text, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = config_read_string(c, text);
+	free(text);
+	if (rc == CONFIG_TRUE)
 		return 0;
-	if (config_error_type(c) == CONFIG_ERR_FILE_IO) {
-		int e = errno ? errno : EIO;
-
-		return fs_errf(err, errlen, -e, "%s: cannot read: %s", path, strerror(e));
-	}
+	if (config_error_type(c) == CONFIG_ERR_FILE_IO)
+		return fs_errf(err, errlen, -EIO, "%s: cannot read an included file", path);
 	return fs_errf(err, errlen, -EINVAL, "%s:%d: %s",
 	               config_error_file(c) ? config_error_file(c) : path, config_error_line(c),
 	               config_error_text(c));

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "control/ctl.h"
 #include "daemon/device.h"
@@ -113,5 +114,23 @@ struct fs_device_spec *fs_config_add_device(struct fs_config *cfg, const char *n
 
 /* Free the strings of a spec (fs_device_spec_defaults() allocates the name). */
 void fs_device_spec_free(struct fs_device_spec *spec);
+
+/*
+ * Read the config file @path for config_read_string(): all of it, at most
+ * 16 MiB, from a regular file, a pipe (-c <(command)) or a character device;
+ * a directory, a FIFO nobody writes to and a NUL byte are refused. Every file
+ * it @includes (relative to @include_dir) must be a regular file, as libconfig
+ * opens those itself and would block on a FIFO; they may nest 10 deep and
+ * number 64 in all. No integer literal, here or in an included file, may be
+ * larger than the type libconfig would silently cut it to ("FILE:LINE:
+ * integer N does not fit ..."). Returns 0 with the NUL-terminated text in
+ * *@text (free() it), or -errno with "FILE: cannot read: ..." or
+ * "FILE:LINE: ..." in @err.
+ */
+int fs_config_read_text(const char *path, const char *include_dir, char **text, char *err,
+                        size_t errlen);
+
+/* "a directory", "a FIFO", ... for messages about a file of type @mode. */
+const char *fs_file_kind(mode_t mode);
 
 #endif

@@ -68,7 +68,9 @@ static bool is_block_device(const char *path)
 
 int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen)
 {
-	int flags = O_RDONLY | O_CLOEXEC;
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer forever. */
+	int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	struct stat st;
 	int fd;
 
 	/*
@@ -88,6 +90,19 @@ int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen)
 		else
 			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
 		return -e;
+	}
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file or block device (it is %s)", path,
+		         fs_file_kind(st.st_mode));
+		close(fd);
+		return -EINVAL;
 	}
 	if (flock(fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
 		int e = errno;

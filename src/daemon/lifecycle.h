@@ -18,7 +18,8 @@ struct fuse_session;
  * Take an exclusive lock on the backing at @path so that a second bufiofs
  * (or, for a block device, a mount) cannot use it at the same time. Returns
  * the fd holding the lock, or -errno with a message in @err (-EBUSY when
- * someone else has it).
+ * someone else has it, -EINVAL when @path is neither a regular file nor a
+ * block device). Never blocks, not even on a FIFO.
  */
 int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
@@ -214,9 +215,26 @@ static int make_absolute(char **path, const char *what)
 	return 0;
 }
 
+/* FUSE would mount on a file too, but the root of bufiofs is a directory. */
+static int check_mountpoint(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		fs_log(LOG_ERR, "mount point %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fs_log(LOG_ERR, "mount point %s: not a directory", path);
+		return -1;
+	}
+	return 0;
+}
+
 static int resolve_paths(struct fs_config *cfg)
 {
-	if (make_absolute(&cfg->mountpoint, "mount point") != 0)
+	if (make_absolute(&cfg->mountpoint, "mount point") != 0 ||
+	    check_mountpoint(cfg->mountpoint) != 0)
 		return -1;
 	for (unsigned i = 0; i < cfg->ndevs; i++)
 		if (make_absolute(&cfg->devs[i].backing, "backing") != 0)

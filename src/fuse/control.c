@@ -100,8 +100,14 @@ static int render(struct ctl_handle *h)
 void fs_ctl_read(fuse_req_t req, struct fuse_file_info *fi, size_t size, off_t off)
 {
 	struct ctl_handle *h = (struct ctl_handle *)(uintptr_t)fi->fh;
+	char *slice = NULL;
 	int err = 0;
 
+	/*
+	 * Nothing of @h may be touched once the reply is out: the reader can
+	 * then close the file and its release free @h on another thread before
+	 * this one returns. So the slice is copied and @h unlocked first.
+	 */
 	pthread_mutex_lock(&h->lock);
 	/*
 	 * A read from the start takes a fresh snapshot; later offsets continue
@@ -109,17 +115,23 @@ void fs_ctl_read(fuse_req_t req, struct fuse_file_info *fi, size_t size, off_t o
 	 */
 	if (off == 0 || !h->text)
 		err = render(h);
-	if (err) {
-		pthread_mutex_unlock(&h->lock);
-		fuse_reply_err(req, -err);
-		return;
+	if (!err) {
+		if ((size_t)off >= h->len)
+			size = 0;
+		else if (size > h->len - off)
+			size = h->len - off;
+		slice = malloc(size ? size : 1);
+		if (slice)
+			memcpy(slice, h->text + (size ? off : 0), size);
+		else
+			err = -ENOMEM;
 	}
-	if ((size_t)off >= h->len)
-		size = 0;
-	else if (size > h->len - off)
-		size = h->len - off;
-	fuse_reply_buf(req, h->text + (size ? off : 0), size);
 	pthread_mutex_unlock(&h->lock);
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_buf(req, slice, size);
+	free(slice);
 }
 
 void fs_ctl_write(fuse_req_t req, struct fuse_file_info *fi, const char *buf, size_t size)

@@ -16,6 +16,9 @@
 
 #define FS_CTLDIR_NAME "control"
 
+/* Longest name in the namespace (device names are shorter). */
+#define FS_NAME_MAX 255
+
 /* The namespace never changes: let the kernel cache names and attributes. */
 #define FS_ENTRY_TIMEOUT 3600.0
 
@@ -168,6 +171,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (!fs_node_of(ctx, parent, &dir)) {
 		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	/* As statfs says (f_namemax); the kernel passes up to 1024 bytes. */
+	if (strlen(name) > FS_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
 	if (!lookup_child(ctx, &dir, name, &child)) {
@@ -349,7 +357,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_frsize = 4096;
 	sv.f_blocks = bytes / 4096;
 	sv.f_files = 2 + 2 * ctx->ndevs + ctx->n_global + ctx->ndevs * ctx->n_device;
-	sv.f_namemax = 255;
+	sv.f_namemax = FS_NAME_MAX;
 	fuse_reply_statfs(req, &sv);
 }
 

@@ -114,17 +114,31 @@ wait_mounted() {
 	fail "bufiofs did not mount $mnt within 10 s"
 }
 
-# start_fg BACKING MNT [bufiofs options...]: run in the foreground (as a
-# background job, so its exit status can be collected); sets DAEMON_PID.
-start_fg() {
-	local backing=$1 mnt=$2
-	shift 2
+# start_daemon MNT ARGS...: bufiofs -f ARGS in the foreground (as a background
+# job, so its exit status can be collected) until MNT is served; sets DAEMON_PID.
+start_daemon() {
+	local mnt=$1
+	shift
 	mkdir -p "$mnt"
-	"$BUFIOFS" -f "$@" "$backing" "$mnt" >>"$TMP/daemon.log" 2>&1 &
+	"$BUFIOFS" -f "$@" >>"$TMP/daemon.log" 2>&1 &
 	DAEMON_PID=$!
 	PIDS+=("$DAEMON_PID")
 	FUSE_MOUNTS+=("$mnt")
 	wait_mounted "$mnt" "$DAEMON_PID"
+}
+
+# start_fg BACKING MNT [bufiofs options...]: serve BACKING at MNT.
+start_fg() {
+	local backing=$1 mnt=$2
+	shift 2
+	start_daemon "$mnt" "$@" "$backing" "$mnt"
+}
+
+# start_conf CONF MNT [bufiofs options...]: serve the config CONF at MNT.
+start_conf() {
+	local conf=$1 mnt=$2
+	shift 2
+	start_daemon "$mnt" -c "$conf" "$@" "$mnt"
 }
 
 # stop_term PID: SIGTERM and wait; fails unless the daemon exits 0.

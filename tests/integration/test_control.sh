@@ -17,12 +17,7 @@ cat >"$CONF" <<CONF
 max_age_seconds = 100;
 devices = ( { name = "disk"; backing = "$BACKING"; } );
 CONF
-mkdir -p "$MNT"
-"$BUFIOFS" -f -c "$CONF" "$MNT" >>"$TMP/daemon.log" 2>&1 &
-DAEMON_PID=$!
-PIDS+=("$DAEMON_PID")
-FUSE_MOUNTS+=("$MNT")
-wait_mounted "$MNT" "$DAEMON_PID"
+start_conf "$CONF" "$MNT"
 C=$MNT/control
 mapfile -t FILES < <(find "$C" -type f | sort)
 [ "${#FILES[@]}" -gt 20 ] || fail "only ${#FILES[@]} control files"

@@ -20,12 +20,7 @@ devices = (
 	{ name = "beta"; backing = "$B"; block_size = 8192; cache_mode = "writethrough"; }
 );
 CONF
-mkdir -p "$MNT"
-"$BUFIOFS" -f -c "$CONF" "$MNT" >>"$TMP/daemon.log" 2>&1 &
-DAEMON_PID=$!
-PIDS+=("$DAEMON_PID")
-FUSE_MOUNTS+=("$MNT")
-wait_mounted "$MNT" "$DAEMON_PID"
+start_conf "$CONF" "$MNT"
 
 log "both device files, sized from their backings"
 [ "$(stat -c %s "$MNT/alpha")" = $((32 << 20)) ] || fail "alpha has the wrong size"
