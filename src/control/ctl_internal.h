@@ -44,7 +44,9 @@
 	X(buffers_reading, true, "buffers", "buffers being read from the backing")                 \
 	X(buffers_writing, true, "buffers", "buffers being written to the backing")                \
 	X(buffers_held, true, "buffers", "buffers held by a request right now")                    \
-	X(bytes_cached, true, "bytes", "bytes of cached blocks")
+	X(bytes_cached, true, "bytes", "bytes of cached blocks")                                   \
+	X(write_failures, true, "attempts",                                                        \
+	  "consecutive failed write-back attempts; 0 once one succeeds")
 
 struct ctl_stat_field {
 	const char *name;
