@@ -284,6 +284,13 @@ int fs_device_close(struct fs_device *dev)
 	if (dev->client) {
 		/* destroy writes back too, but cannot report failure: do it here. */
 		err = bufio_write_dirty_buffers(dev->client);
+		/*
+		 * The first call reports an error latched by an earlier
+		 * background write-back even when a retry has written that
+		 * data since; what counts here is whether anything is left.
+		 */
+		if (err)
+			err = bufio_write_dirty_buffers(dev->client);
 		if (err)
 			fs_log(LOG_ERR, "%s: final write-back to %s failed: %s; data may be lost",
 			       dev->spec.name, dev->spec.backing, strerror(-err));
