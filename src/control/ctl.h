@@ -47,6 +47,9 @@ struct ctl_entry {
 	int (*show)(struct fs_device *dev, char *buf, size_t size);
 	/* Apply an already parsed and range-checked value; 0 or -errno. */
 	int (*set)(struct fs_device *dev, uint64_t val);
+	/* A TEXT entry that takes free-form commands instead of a value
+	 * (the test daemon's fault_inject): @text as written; 0 or -errno. */
+	int (*command)(struct fs_device *dev, const char *text, size_t len);
 };
 
 /* The registry, NULL-terminated by scope. */
@@ -66,7 +69,8 @@ int ctl_read(const struct ctl_entry *e, struct fs_device *dev, char *buf, size_t
  * Parse @text (@len bytes, not necessarily NUL-terminated; surrounding
  * whitespace ignored), check type and range, and apply it. Returns 0,
  * -EINVAL (unparsable, out of range, unknown enum name: nothing changed) or
- * -EACCES (read-only entry), or the setter's error.
+ * -EACCES (read-only entry), or the setter's error. A command entry gets
+ * @text as it is.
  */
 int ctl_write(const struct ctl_entry *e, struct fs_device *dev, const char *text, size_t len);
 

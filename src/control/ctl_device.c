@@ -339,6 +339,9 @@ const struct ctl_entry *const ctl_device_table[] = {
 	&ent_flush,
 	&ent_drop_caches,
 	&ent_clear_stats,
+#ifdef BUFIOFS_FAULT_INJECT
+	&ctl_ent_fault_inject,
+#endif
 	NULL,
 };
 // clang-format on

@@ -71,6 +71,11 @@ double ctl_hit_ratio(const struct bufio_stats *st);
 extern const struct ctl_entry *const ctl_global_table[];
 extern const struct ctl_entry *const ctl_device_table[];
 
+#ifdef BUFIOFS_FAULT_INJECT
+/* The test daemon's control/DEVICE/fault_inject (ctl_fault.c). */
+extern const struct ctl_entry ctl_ent_fault_inject;
+#endif
+
 /* The devices given to ctl_set_devices(). */
 struct fs_device *const *ctl_devices(unsigned *n);
 

@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef BUFIOFS_FAULT_INJECT
+#include "backend/be_fault.h"
+#endif
 #include "daemon/device.h"
 #include "daemon/lifecycle.h"
 #include "daemon/log.h"
@@ -192,6 +195,16 @@ static int open_backend(struct fs_device *dev, const struct fs_device_spec *spec
 		snprintf(err, errlen, "%s: cannot open backing: %s", spec->backing, strerror(e));
 		return -e;
 	}
+#ifdef BUFIOFS_FAULT_INJECT
+	/* The test daemon: every backing under the fault backend (fault_inject). */
+	struct bufio_backend *f = be_fault_create(dev->be, true);
+
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot create the fault backend", spec->backing);
+		return -ENOMEM;
+	}
+	dev->be = f;
+#endif
 	return 0;
 }
 

@@ -101,7 +101,7 @@ static void usage_files(FILE *out, const char *title, enum ctl_scope scope, int 
 
 	for (const struct ctl_entry *const *p = ctl_entries(scope); *p; p++) {
 		const struct ctl_entry *e = *p;
-		int k = e->type == CTL_ACTION ? 2 : e->set ? 1 : 0;
+		int k = e->type == CTL_ACTION ? 2 : e->set || e->command ? 1 : 0;
 
 		if (!e->configurable && k == kind && len + strlen(e->name) + 2 < sizeof(names))
 			len += (size_t)snprintf(names + len, sizeof(names) - len, " %s", e->name);
