@@ -10,8 +10,20 @@
 
 #include "internal.h"
 
+/* The backoff after @failures failed attempts: 1 s, doubled per failure, at most 30 s. */
+static unsigned backoff_secs(unsigned failures)
+{
+	unsigned s = BUFIO_RETRY_MIN_SECS;
+
+	for (unsigned i = 1; i < failures && s < BUFIO_RETRY_MAX_SECS; i++)
+		s *= 2;
+	return s < BUFIO_RETRY_MAX_SECS ? s : BUFIO_RETRY_MAX_SECS;
+}
+
 void attempt_start(struct bufio_plug *plug)
 {
+	if (!plug->head)
+		return;
 	struct wb_attempt *att = malloc(sizeof(*att));
 
 	if (att) {
@@ -59,17 +71,15 @@ unsigned attempt_io_done(struct bufio_client *c, struct core_io *cio, int res,
 		free(att);
 	}
 	if (err < 0) {
-		unsigned b = c->wb_backoff ? c->wb_backoff * 2 : BUFIO_RETRY_MIN_SECS;
+		unsigned backoff = backoff_secs(++c->wb_failures);
 
-		c->wb_backoff = b < BUFIO_RETRY_MAX_SECS ? b : BUFIO_RETRY_MAX_SECS;
-		c->wb_retry_ms = bufio_now_ms() + c->wb_backoff * 1000ull;
-		c->wb_failures++;
+		c->wb_retry_ms = bufio_now_ms() + backoff * 1000ull;
 		ev[n++] = (struct bufio_event){
 		    .type = BUFIO_EV_WRITE_FAILED,
 		    .error = err,
 		    .offset = offset,
 		    .failures = c->wb_failures,
-		    .retry_seconds = c->wb_backoff,
+		    .retry_seconds = backoff,
 		};
 		if (c->max_write_failures && c->wb_failures >= c->max_write_failures)
 			set_mode_locked(c, BUFIO_MODE_READ_ONLY, ev, &n);
@@ -80,7 +90,6 @@ unsigned attempt_io_done(struct bufio_client *c, struct core_io *cio, int res,
 		    .failures = c->wb_failures,
 		};
 		c->wb_failures = 0;
-		c->wb_backoff = 0;
 		c->wb_retry_ms = 0;
 	}
 	return n;
@@ -115,7 +124,7 @@ bool claim_retry(struct bufio_client *c, uint64_t now_ms)
 		return false;
 	/* The attempt's end sets the next time; should nothing be written
 	 * now (every dirty buffer held), this keeps the worker from spinning. */
-	c->wb_retry_ms = now_ms + c->wb_backoff * 1000ull;
+	c->wb_retry_ms = now_ms + backoff_secs(c->wb_failures) * 1000ull;
 	return true;
 }
 
@@ -176,7 +185,6 @@ int bufio_set_mode(struct bufio_client *c, enum bufio_mode mode)
 	pthread_mutex_lock(&c->lock);
 	if (mode == BUFIO_MODE_WRITE) {
 		c->wb_failures = 0;
-		c->wb_backoff = 0;
 		c->wb_retry_ms = 0;
 	}
 	set_mode_locked(c, mode, ev, &n);

@@ -161,10 +161,12 @@ struct bufio_client {
 	unsigned block_size;
 	unsigned aux_size;
 	unsigned data_align;
+	atomic_int mode;     /* enum bufio_mode; written under lock */
 	uint64_t start_byte; /* sector offset in bytes */
 	uint64_t n_blocks;
 	void (*alloc_callback)(struct bufio_buffer *);
 	void (*write_callback)(struct bufio_buffer *);
+	bufio_event_fn event_fn; /* and event_arg: under lock */
 
 	struct shard shards[NSHARDS];
 	struct rd_stripe rd[NRD];
@@ -187,11 +189,8 @@ struct bufio_client {
 	atomic_uint dirty_expire;
 	/* Write attempts (failure.c), under lock. */
 	unsigned wb_failures; /* consecutive failed attempts */
-	unsigned wb_backoff;  /* seconds; 0 while not failing */
-	uint64_t wb_retry_ms; /* background write-back waits until then */
 	unsigned max_write_failures;
-	atomic_int mode; /* enum bufio_mode; written under lock */
-	bufio_event_fn event_fn;
+	uint64_t wb_retry_ms; /* background write-back waits until then */
 	void *event_arg;
 
 	struct slab slab;
@@ -206,7 +205,6 @@ struct bufio_client {
 
 	/* membership of the global client list (global lock) */
 	struct bufio_client *g_next, *g_prev;
-	bool destroying;
 };
 
 /*---- time ----*/
