@@ -137,10 +137,12 @@ static void wait_all_io(struct bufio_client *c)
 			buffer_hold(busy);
 		pthread_mutex_unlock(&c->lock);
 		if (!busy)
-			return;
+			break;
 		buffer_wait_clear(busy, B_IO);
 		buffer_put(busy);
 	}
+	/* and until their completions have let go of the client */
+	completions_wait(c);
 }
 
 /* Free every buffer; held ones are reported and left alone. */

@@ -182,6 +182,7 @@ struct bufio_client {
 	unsigned need_reserved;
 	unsigned minimum_buffers;
 	atomic_uint free_waiters;
+	atomic_uint completing;   /* read/write completions not yet returned (wait.c) */
 	pthread_cond_t free_cond; /* a buffer became free or unheld */
 	int async_write_error;    /* first error since last write_dirty_buffers */
 	uint32_t dirty_seq;       /* ticks on every clean->dirty and write submission */
@@ -296,6 +297,15 @@ void data_destroy(struct data_alloc *d);
 /*---- wait.c: per-buffer futex waits ----*/
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits);
 void buffer_clear_wake(struct bufio_buffer *b, unsigned bits);
+/*
+ * A completion still uses its client after clearing the buffer's I/O bit
+ * (wakeups, budget kick), when the client may already look idle: one
+ * completion_begin per io submitted, completion_end as the callback's last
+ * touch of the client, and destroy waits in completions_wait.
+ */
+void completion_begin(struct bufio_client *c);
+void completion_end(struct bufio_client *c);
+void completions_wait(struct bufio_client *c);
 
 /* One batch of writes submitted together: the unit of failure accounting. */
 struct wb_attempt {

@@ -111,6 +111,7 @@ static void write_done(struct bufio_io *io, int res)
 	wake_free_waiters(c);
 	if (global_over_budget())
 		global_kick(KICK_BUDGET);
+	completion_end(c);
 }
 
 /* Turn one dirty buffer into a write request; client lock held. */
@@ -136,6 +137,7 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 	io->len = we - ws;
 	io->done = write_done;
 	io->private = b;
+	completion_begin(c);
 	stat_inc(c, ST_WRITES);
 	stat_add(c, ST_WRITE_BYTES, (int64_t)io->len);
 	bufio_plug_add(plug, io);
