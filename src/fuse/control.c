@@ -119,8 +119,21 @@ void fs_ctl_read(fuse_req_t req, struct fuse_file_info *fi, size_t size, off_t o
 		size = 0;
 	else if (size > h->len - off)
 		size = h->len - off;
-	fuse_reply_buf(req, h->text + (size ? off : 0), size);
+	/*
+	 * Once the reply is out the reader may close the file, and its
+	 * release may free @h on another worker before we return: reply from
+	 * a copy, with @h let go.
+	 */
+	char *out = size ? malloc(size) : NULL;
+
+	if (out)
+		memcpy(out, h->text + off, size);
 	pthread_mutex_unlock(&h->lock);
+	if (size && !out)
+		fuse_reply_err(req, ENOMEM);
+	else
+		fuse_reply_buf(req, out, size);
+	free(out);
 }
 
 void fs_ctl_write(fuse_req_t req, struct fuse_file_info *fi, const char *buf, size_t size)
