@@ -9,7 +9,21 @@ FAULT_BUFIOFS=$BUILD_DIR/tests/reliability/bufiofs-fault
 # use_fault_daemon: start_fg runs bufiofs-fault from now on.
 use_fault_daemon() {
 	[ -x "$FAULT_BUFIOFS" ] || skip "$FAULT_BUFIOFS was not built"
+	# shellcheck disable=SC2034 # start_fg (lib.sh) runs $BUFIOFS
 	BUFIOFS=$(realpath "$FAULT_BUFIOFS")
+}
+
+# fault_files SIZE [DATA_BYTES]: a sparse backing of SIZE bytes; sets BACKING,
+# MNT, D (the device file), C (its control directory's name) and DATA (a file
+# of DATA_BYTES random bytes, when given).
+fault_files() {
+	BACKING=$TMP/backing.img
+	MNT=$TMP/fuse
+	D=$MNT/disk
+	C=disk
+	DATA=$TMP/data
+	truncate -s "$1" "$BACKING"
+	[ -z "${2:-}" ] || head -c "$2" /dev/urandom >"$DATA"
 }
 
 # inject MNT RULE: add a fault rule ("op=read start=1M end=2M error=EIO") or "clear".

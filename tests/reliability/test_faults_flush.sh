@@ -11,13 +11,7 @@ need_fuse
 need_tools dd cmp head sync truncate
 use_fault_daemon
 
-BACKING=$TMP/backing.img
-MNT=$TMP/fuse
-D=$MNT/disk
-C=disk
-DATA=$TMP/data
-truncate -s 16M "$BACKING"
-head -c $((512 << 10)) /dev/urandom >"$DATA"
+fault_files 16M $((512 << 10))
 start_fg "$BACKING" "$MNT" -o max_write_failures=1,writeback_ratio=1000,dirty_expire_seconds=0
 
 log "every flush fails: fsync and close fail with EIO, the data still reaches the backing"

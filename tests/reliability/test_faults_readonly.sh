@@ -13,14 +13,10 @@ need_fuse
 need_tools dd cmp head sync truncate fallocate
 use_fault_daemon
 
-BACKING=$TMP/backing.img
-MNT=$TMP/fuse
-D=$MNT/disk
-C=disk
+fault_files 16M
 MODE=$MNT/control/$C/mode
 A=$TMP/a
 B=$TMP/b
-truncate -s 16M "$BACKING"
 head -c $((256 << 10)) /dev/urandom >"$A"
 head -c $((256 << 10)) /dev/urandom >"$B"
 # Ratio 0: background write-back starts at once, and its retries alone

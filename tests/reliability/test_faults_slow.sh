@@ -10,13 +10,7 @@ need_fuse
 need_tools dd cmp head sync truncate timeout fallocate
 use_fault_daemon
 
-BACKING=$TMP/backing.img
-MNT=$TMP/fuse
-D=$MNT/disk
-C=disk
-DATA=$TMP/data
-truncate -s 32M "$BACKING"
-head -c $((4 << 20)) /dev/urandom >"$DATA"
+fault_files 32M $((4 << 20))
 cp "$BACKING" "$TMP/expected"
 start_fg "$BACKING" "$MNT" -o writeback_ratio=1000,dirty_expire_seconds=0
 inject "$MNT" "op=all delay_ms=100"

@@ -11,13 +11,7 @@ need_fuse
 need_tools dd cmp head sync truncate
 use_fault_daemon
 
-BACKING=$TMP/backing.img
-MNT=$TMP/fuse
-D=$MNT/disk
-C=disk
-DATA=$TMP/data
-truncate -s 16M "$BACKING"
-head -c $((1 << 20)) /dev/urandom >"$DATA"
+fault_files 16M $((1 << 20))
 # A 512K budget for 1M of dirty data: over budget, the case that used to
 # retry failing writes in a loop. No age or ratio write-back: only the retry.
 start_fg "$BACKING" "$MNT" -o max_cache_size_bytes=512K,writeback_ratio=1000 \

@@ -118,6 +118,14 @@ static unsigned failures(void)
 	return (unsigned)stats(cl).write_failures;
 }
 
+/* Every write fails, write-back starts at once, read-only after @limit failed attempts. */
+static void failing_background(unsigned limit)
+{
+	ck_assert_int_eq(bufio_set_max_write_failures(cl, limit), 0);
+	ck_assert_int_eq(bufio_set_writeback_ratio(cl, 0), 0);
+	fail_writes(-EIO);
+}
+
 /* bufio_write_dirty_buffers until it succeeds: an earlier error may be reported first. */
 static void write_all_ok(void)
 {
@@ -228,9 +236,7 @@ END_TEST
 START_TEST(test_read_only_after_limit)
 {
 	/* background write-back alone: attempts 1 s and 2 s apart, then read-only */
-	ck_assert_int_eq(bufio_set_max_write_failures(cl, 3), 0);
-	ck_assert_int_eq(bufio_set_writeback_ratio(cl, 0), 0);
-	fail_writes(-EIO);
+	failing_background(3);
 	dirty_block(cl, 40, 5);
 	dirty_block(cl, 41, 5);
 	ck_assert(WAIT_UNTIL(failures() >= 1, 20));
@@ -293,9 +299,7 @@ END_TEST
 START_TEST(test_backoff_spacing)
 {
 	/* retries of a failing background write-back come at 1, 2, 4 s */
-	ck_assert_int_eq(bufio_set_max_write_failures(cl, 0), 0);
-	ck_assert_int_eq(bufio_set_writeback_ratio(cl, 0), 0);
-	fail_writes(-EIO);
+	failing_background(0);
 	dirty_block(cl, 60, 7);
 	ck_assert(WAIT_UNTIL(failures() >= 1, 20));
 	uint64_t t1 = now_ms();
