@@ -169,8 +169,8 @@ void bufio_write_dirty_buffers_async(struct bufio_client *c);
  * Write every buffer dirtied before the call, wait for those writes, then
  * flush the backend. Returns the first write error recorded since the last
  * call (from any write-back, background ones included), else the flush's.
- * Buffers whose write failed stay dirty and are retried by later write-backs.
- * Blocks.
+ * Buffers whose write failed stay dirty and are retried by later write-backs
+ * (see "Write failures" below). Blocks.
  */
 int bufio_write_dirty_buffers(struct bufio_client *c);
 
@@ -240,6 +240,85 @@ unsigned bufio_get_dirty_expire(struct bufio_client *c);
 void bufio_drop_clean(struct bufio_client *c);
 
 /*----------------------------------------------------------------
+ * Write failures and the read-only mode (like dm-clone's metadata modes)
+ *--------------------------------------------------------------*/
+
+/*
+ * A write attempt is one batch of writes submitted together: one background
+ * write-back pass, one round of bufio_write_dirty_buffers, one
+ * bufio_write_buffers call. It fails when any of its writes fails and
+ * succeeds when all of them do. Failed writes always leave their data dirty.
+ *
+ * After a failed attempt, background write-back (ratio, age, budget) leaves
+ * the client alone for a backoff of 1 s, doubled after every further failed
+ * attempt up to 30 s; when it ends, the background worker retries every
+ * dirty buffer (one attempt). An attempt that succeeds ends the backoff and
+ * resets the count of consecutive failed attempts. Explicit write-back
+ * (bufio_write_dirty_buffers, bufio_write_buffer(s), _async) is never held
+ * back, and its attempts count like the others. Flush errors are returned
+ * to the caller but are not write attempts.
+ */
+enum bufio_mode {
+	BUFIO_MODE_WRITE = 0,     /* normal */
+	BUFIO_MODE_READ_ONLY = 1, /* write-back failed persistently, or set by the caller */
+};
+
+/*
+ * After @n consecutive failed attempts the client switches to
+ * BUFIO_MODE_READ_ONLY (0 = never; default 5). Takes effect at the next
+ * failed attempt. Returns 0 or -EINVAL (> 1000).
+ */
+int bufio_set_max_write_failures(struct bufio_client *c, unsigned n);
+unsigned bufio_get_max_write_failures(struct bufio_client *c);
+
+enum bufio_mode bufio_get_mode(struct bufio_client *c);
+
+/*
+ * BUFIO_MODE_READ_ONLY: switch now. BUFIO_MODE_WRITE: write back every dirty
+ * buffer and flush (an error latched by an earlier background write is not
+ * reported: this call's own attempt decides); on success leave read-only
+ * mode and reset the failure count, else return the error (-EIO, -ENOSPC,
+ * ...) and stay read-only. Setting the current mode does nothing.
+ *
+ * The mode is advice to the caller: libbufio itself keeps accepting dirty
+ * data in read-only mode (it has no way to refuse bufio_mark_buffer_dirty);
+ * the caller stops writing, as bufiofs's FUSE layer does with EROFS. Dirty
+ * data is still written back in the background at the backoff interval, so
+ * it reaches the backend once the fault clears; the client stays read-only
+ * until set back. Blocks (BUFIO_MODE_WRITE) for the write-back.
+ * Errors: EINVAL (unknown mode), the write-back's.
+ */
+int bufio_set_mode(struct bufio_client *c, enum bufio_mode mode);
+
+/* What bufio_set_event_callback reports. */
+enum bufio_event_type {
+	BUFIO_EV_WRITE_FAILED,    /* an attempt failed */
+	BUFIO_EV_WRITE_RECOVERED, /* an attempt succeeded after failed ones */
+	BUFIO_EV_MODE,            /* the mode changed */
+};
+
+struct bufio_event {
+	enum bufio_event_type type;
+	int error;              /* WRITE_FAILED: a failed write's negative errno */
+	uint64_t offset;        /* WRITE_FAILED: its byte offset on the backend */
+	unsigned failures;      /* consecutive failed attempts, this one included
+	                           (RECOVERED: how many there had been) */
+	unsigned retry_seconds; /* WRITE_FAILED: background retry in this long */
+	enum bufio_mode old_mode, new_mode; /* MODE */
+};
+
+typedef void (*bufio_event_fn)(struct bufio_client *c, const struct bufio_event *ev, void *arg);
+
+/*
+ * Call @fn for every event above (NULL: none). Set it before the first
+ * write. @fn runs on the thread that completed the write (a backend
+ * completion thread, or the caller of a bufio_ function), with no libbufio
+ * lock held; like a backend completion it must not wait for I/O of this
+ * client.
+ */
+void bufio_set_event_callback(struct bufio_client *c, bufio_event_fn fn, void *arg);
+
+/*----------------------------------------------------------------
  * Statistics
  *--------------------------------------------------------------*/
 
@@ -272,6 +351,7 @@ struct bufio_stats {
 	uint64_t buffers_writing;
 	uint64_t buffers_held;
 	uint64_t bytes_cached;    /* buffers * block size */
+	uint64_t write_failures;  /* consecutive failed write attempts (0 after a success) */
 };
 
 /* Fill @out. Cheap (no client-wide lock on the hot path); never blocks long. */

@@ -324,10 +324,12 @@ int ctl_write(const struct ctl_entry *e, struct fs_device *dev, const char *text
 	uint64_t v;
 	int rc;
 
-	if (!e->set)
+	if (!e->set && !e->command)
 		return -EACCES;
 	if (!scope_ok(e, dev))
 		return -EINVAL;
+	if (e->command)
+		return e->command(dev, text, len);
 	rc = ctl_parse(e, text, len, &v);
 	if (rc < 0)
 		return rc;

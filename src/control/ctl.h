@@ -47,6 +47,9 @@ struct ctl_entry {
 	int (*show)(struct fs_device *dev, char *buf, size_t size);
 	/* Apply an already parsed and range-checked value; 0 or -errno. */
 	int (*set)(struct fs_device *dev, uint64_t val);
+	/* A TEXT entry that takes free-form commands instead of a value
+	 * (the test daemon's fault_inject): @text as written; 0 or -errno. */
+	int (*command)(struct fs_device *dev, const char *text, size_t len);
 };
 
 /* The registry, NULL-terminated by scope. */
@@ -67,7 +70,7 @@ int ctl_read(const struct ctl_entry *e, struct fs_device *dev, char *buf, size_t
  * whitespace ignored; more than 4096 bytes in all is refused), check type and
  * range, and apply it. Returns 0, -EINVAL (unparsable, too long, out of
  * range, unknown enum name: nothing changed) or -EACCES (read-only entry), or
- * the setter's error.
+ * the setter's error. A command entry gets @text as it is.
  */
 int ctl_write(const struct ctl_entry *e, struct fs_device *dev, const char *text, size_t len);
 

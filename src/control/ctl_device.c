@@ -22,6 +22,8 @@ const struct ctl_stat_field ctl_stat_fields[] = {CTL_STATS_FIELDS(X)};
 const unsigned ctl_nstat_fields = sizeof(ctl_stat_fields) / sizeof(ctl_stat_fields[0]);
 
 static const char *const cache_mode_names[] = {"writeback", "writethrough", "none", NULL};
+/* Indexed by enum bufio_mode. */
+static const char *const mode_names[] = {"write", "read-only", NULL};
 
 static int get_cache_mode(struct fs_device *dev, uint64_t *val)
 {
@@ -32,6 +34,31 @@ static int get_cache_mode(struct fs_device *dev, uint64_t *val)
 static int set_cache_mode(struct fs_device *dev, uint64_t val)
 {
 	return fs_device_set_cache_mode(dev, (unsigned)val);
+}
+
+static int get_mode(struct fs_device *dev, uint64_t *val)
+{
+	*val = fs_device_mode(dev);
+	return 0;
+}
+
+/* Back to write mode writes everything back first; it fails (-EIO, ...) if that does. */
+static int set_mode(struct fs_device *dev, uint64_t val)
+{
+	if (dev->spec.readonly) /* opened read-only: there is no write mode */
+		return val == BUFIO_MODE_READ_ONLY ? 0 : -EROFS;
+	return bufio_set_mode(dev->client, (enum bufio_mode)val);
+}
+
+static int get_max_write_failures(struct fs_device *dev, uint64_t *val)
+{
+	*val = bufio_get_max_write_failures(dev->client);
+	return 0;
+}
+
+static int set_max_write_failures(struct fs_device *dev, uint64_t val)
+{
+	return bufio_set_max_write_failures(dev->client, (unsigned)val);
 }
 
 static int get_writeback_ratio(struct fs_device *dev, uint64_t *val)
@@ -160,6 +187,33 @@ static const struct ctl_entry ent_cache_mode = {
     .set = set_cache_mode,
 };
 
+static const struct ctl_entry ent_mode = {
+    .name = "mode",
+    .type = CTL_ENUM,
+    .scope = CTL_DEVICE,
+    .doc = "write (normal) or read-only (writes fail with EROFS; entered after "
+           "max_write_failures failed write-back attempts); writing write first writes "
+           "back all dirty data and fails, staying read-only, if that fails",
+    .enum_names = mode_names,
+    .max = 1,
+    .get = get_mode,
+    .set = set_mode,
+};
+
+static const struct ctl_entry ent_max_write_failures = {
+    .name = "max_write_failures",
+    .type = CTL_UINT,
+    .scope = CTL_DEVICE,
+    .unit = "attempts",
+    .doc = "consecutive failed write-back attempts (retried after 1 s, doubling to 30 s) "
+           "that make the device read-only; 0 = never",
+    .min = 0,
+    .max = 1000,
+    .configurable = true,
+    .get = get_max_write_failures,
+    .set = set_max_write_failures,
+};
+
 static const struct ctl_entry ent_writeback_ratio = {
     .name = "writeback_ratio",
     .type = CTL_UINT,
@@ -271,9 +325,11 @@ static const struct ctl_entry ent_clear_stats = {
 // clang-format off
 const struct ctl_entry *const ctl_device_table[] = {
 	&ent_cache_mode,
+	&ent_mode,
 	&ent_writeback_ratio,
 	&ent_dirty_expire,
 	&ent_read_ahead,
+	&ent_max_write_failures,
 	&ent_block_size,
 	&ent_device_size,
 	&ent_backing,
@@ -283,6 +339,9 @@ const struct ctl_entry *const ctl_device_table[] = {
 	&ent_flush,
 	&ent_drop_caches,
 	&ent_clear_stats,
+#ifdef BUFIOFS_FAULT_INJECT
+	&ctl_ent_fault_inject,
+#endif
 	NULL,
 };
 // clang-format on

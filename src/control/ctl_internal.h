@@ -44,7 +44,9 @@
 	X(buffers_reading, true, "buffers", "buffers being read from the backing")                 \
 	X(buffers_writing, true, "buffers", "buffers being written to the backing")                \
 	X(buffers_held, true, "buffers", "buffers held by a request right now")                    \
-	X(bytes_cached, true, "bytes", "bytes of cached blocks")
+	X(bytes_cached, true, "bytes", "bytes of cached blocks")                                   \
+	X(write_failures, true, "attempts",                                                        \
+	  "consecutive failed write-back attempts; 0 once one succeeds")
 
 struct ctl_stat_field {
 	const char *name;
@@ -68,6 +70,11 @@ double ctl_hit_ratio(const struct bufio_stats *st);
 /* The NULL-terminated tables of ctl_global.c and ctl_device.c. */
 extern const struct ctl_entry *const ctl_global_table[];
 extern const struct ctl_entry *const ctl_device_table[];
+
+#ifdef BUFIOFS_FAULT_INJECT
+/* The test daemon's control/DEVICE/fault_inject (ctl_fault.c). */
+extern const struct ctl_entry ctl_ent_fault_inject;
+#endif
 
 /* The devices given to ctl_set_devices(). */
 struct fs_device *const *ctl_devices(unsigned *n);

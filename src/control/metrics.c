@@ -67,8 +67,9 @@ static void put_stats(struct ctl_text *t, struct fs_device *const *devs, unsigne
 
 static void put_dev_tunables(struct ctl_text *t, struct fs_device *const *devs, unsigned n)
 {
-	static const char *const names[] = {"writeback_ratio", "dirty_expire_seconds",
-	                                    "read_ahead_kb", "device_size_bytes", "block_size"};
+	static const char *const names[] = {"writeback_ratio",   "dirty_expire_seconds",
+	                                    "read_ahead_kb",     "max_write_failures",
+	                                    "device_size_bytes", "block_size"};
 
 	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const struct ctl_entry *e = ctl_find(CTL_DEVICE, names[i]);
@@ -91,6 +92,22 @@ static void put_dev_tunables(struct ctl_text *t, struct fs_device *const *devs, 
 
 			snprintf(extra, sizeof(extra), ",mode=\"%s\"", mode_names[m]);
 			put_dev_sample(t, "cache_mode", "", devs[d], extra);
+			ctl_text_printf(t, "%d\n", m == mode);
+		}
+	}
+	put_family(t, "mode", "", true,
+	           "1 for the device's current mode (read-only after persistent write-back "
+	           "failures)");
+	for (unsigned d = 0; d < n; d++) {
+		const struct ctl_entry *e = ctl_find(CTL_DEVICE, "mode");
+		uint64_t mode = 0;
+
+		e->get(devs[d], &mode);
+		for (unsigned m = 0; e->enum_names[m]; m++) {
+			char extra[32];
+
+			snprintf(extra, sizeof(extra), ",mode=\"%s\"", e->enum_names[m]);
+			put_dev_sample(t, "mode", "", devs[d], extra);
 			ctl_text_printf(t, "%d\n", m == mode);
 		}
 	}

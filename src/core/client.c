@@ -105,6 +105,7 @@ struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned bloc
 	c->minimum_buffers = BUFIO_MIN_BUFFERS;
 	atomic_store(&c->writeback_ratio, BUFIO_WRITEBACK_RATIO);
 	atomic_store(&c->dirty_expire, BUFIO_DEFAULT_DIRTY_EXPIRE);
+	c->max_write_failures = BUFIO_MAX_WRITE_FAILURES;
 	c->lru[0] = c->lru[1] = NULL;
 	recompute_size(c);
 	int r = client_init(c, reserved_buffers);
@@ -136,10 +137,12 @@ static void wait_all_io(struct bufio_client *c)
 			buffer_hold(busy);
 		pthread_mutex_unlock(&c->lock);
 		if (!busy)
-			return;
+			break;
 		buffer_wait_clear(busy, B_IO);
 		buffer_put(busy);
 	}
+	/* and until their completions have let go of the client */
+	completions_wait(c);
 }
 
 /* Free every buffer; held ones are reported and left alone. */

@@ -190,7 +190,9 @@ void global_enforce_budget(void)
 static void cleanup_pass(uint32_t now, bool age)
 {
 	unsigned max_age = atomic_load(&bufio_g.max_age);
+	uint64_t now_ms = bufio_now_ms();
 	for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+		writeback_retry(c, now_ms);
 		pthread_mutex_lock(&c->lock);
 		bool wb = writeback_needed(c);
 		pthread_mutex_unlock(&c->lock);
@@ -206,20 +208,40 @@ static void cleanup_pass(uint32_t now, bool age)
 	global_enforce_budget();
 }
 
+/* The earliest background retry of a failing client (ms), 0 if none; global lock held. */
+static uint64_t earliest_retry(void)
+{
+	uint64_t t = 0;
+	for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+		uint64_t r = next_retry(c);
+		if (r && (!t || r < t))
+			t = r;
+	}
+	return t;
+}
+
+/* Sleep until @next (coarse seconds) or @retry_ms (0: none), or a kick. */
+static void worker_wait(uint32_t next, uint64_t retry_ms)
+{
+	uint32_t now = bufio_now();
+	/* bufio_now_ms() reads CLOCK_MONOTONIC, the clock of worker_cond. */
+	uint64_t deadline = bufio_now_ms() + (next > now ? next - now : 0) * 1000ull;
+	if (retry_ms && retry_ms < deadline)
+		deadline = retry_ms;
+	struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
+	                      .tv_nsec = (long)(deadline % 1000) * 1000000};
+	pthread_cond_timedwait(&bufio_g.worker_cond, &worker_lock, &ts);
+}
+
 static void *worker_main(void *arg)
 {
 	uint32_t next_age = bufio_now() + BUFIO_WORK_TIMER_SECS;
 	uint32_t next_dirty = bufio_now() + 1;
+	uint64_t retry_ms = 0;
 	pthread_mutex_lock(&worker_lock);
 	for (;;) {
-		if (!bufio_g.kick) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			uint32_t now = bufio_now();
-			uint32_t next = next_age < next_dirty ? next_age : next_dirty;
-			ts.tv_sec += next > now ? next - now : 0;
-			pthread_cond_timedwait(&bufio_g.worker_cond, &worker_lock, &ts);
-		}
+		if (!bufio_g.kick)
+			worker_wait(next_age < next_dirty ? next_age : next_dirty, retry_ms);
 		unsigned kick = bufio_g.kick;
 		bufio_g.kick = 0;
 		uint64_t shrink = bufio_g.shrink_request;
@@ -229,16 +251,18 @@ static void *worker_main(void *arg)
 		uint32_t now = bufio_now();
 		bool age = (int32_t)(now - next_age) >= 0;
 		bool dirty = (int32_t)(now - next_dirty) >= 0;
+		bool retry = retry_ms && bufio_now_ms() >= retry_ms;
 		if (shrink)
 			bufio_shrink(shrink);
 		pthread_mutex_lock(&bufio_g.lock);
-		if (age || dirty || (kick & KICK_WRITEBACK))
+		if (age || dirty || retry || (kick & KICK_WRITEBACK))
 			cleanup_pass(now, age);
 		else if (kick & KICK_BUDGET)
 			global_enforce_budget();
 		refresh_cache_size();
 		if (dirty || age)
 			next_dirty = now + dirty_check_period();
+		retry_ms = earliest_retry();
 		pthread_mutex_unlock(&bufio_g.lock);
 		if (age)
 			next_age = now + BUFIO_WORK_TIMER_SECS;

@@ -26,7 +26,10 @@
 /* A writer more than budget / BUFIO_HARD_LIMIT_RATIO over the budget waits. */
 #define BUFIO_HARD_LIMIT_RATIO 8
 /* Of a cgroup's limit, never given to the cache: limit / 8 plus this. */
-#define BUFIO_CGROUP_MARGIN (16ull << 20)
+#define BUFIO_CGROUP_MARGIN      (16ull << 20)
+#define BUFIO_RETRY_MIN_SECS     1 /* backoff after a failed write attempt */
+#define BUFIO_RETRY_MAX_SECS     30
+#define BUFIO_MAX_WRITE_FAILURES 5 /* default: failed attempts before read-only */
 
 /* Buffer state bits (b->state). */
 #define B_READING (1u << 0) /* a backend read is in flight */
@@ -158,10 +161,12 @@ struct bufio_client {
 	unsigned block_size;
 	unsigned aux_size;
 	unsigned data_align;
+	atomic_int mode;     /* enum bufio_mode; written under lock */
 	uint64_t start_byte; /* sector offset in bytes */
 	uint64_t n_blocks;
 	void (*alloc_callback)(struct bufio_buffer *);
 	void (*write_callback)(struct bufio_buffer *);
+	bufio_event_fn event_fn; /* and event_arg: under lock */
 
 	struct shard shards[NSHARDS];
 	struct rd_stripe rd[NRD];
@@ -177,11 +182,17 @@ struct bufio_client {
 	unsigned need_reserved;
 	unsigned minimum_buffers;
 	atomic_uint free_waiters;
+	atomic_uint completing;   /* read/write completions not yet returned (wait.c) */
 	pthread_cond_t free_cond; /* a buffer became free or unheld */
 	int async_write_error;    /* first error since last write_dirty_buffers */
 	uint32_t dirty_seq;       /* ticks on every clean->dirty and write submission */
 	atomic_uint writeback_ratio;
 	atomic_uint dirty_expire;
+	/* Write attempts (failure.c), under lock. */
+	unsigned wb_failures; /* consecutive failed attempts */
+	unsigned max_write_failures;
+	uint64_t wb_retry_ms; /* background write-back waits until then */
+	void *event_arg;
 
 	struct slab slab;
 	struct data_alloc data;
@@ -195,11 +206,11 @@ struct bufio_client {
 
 	/* membership of the global client list (global lock) */
 	struct bufio_client *g_next, *g_prev;
-	bool destroying;
 };
 
 /*---- time ----*/
-uint32_t bufio_now(void); /* coarse monotonic seconds */
+uint32_t bufio_now(void);    /* coarse monotonic seconds */
+uint64_t bufio_now_ms(void); /* monotonic milliseconds */
 
 /*---- stats.c ----*/
 extern _Thread_local int bufio_my_slot;
@@ -286,12 +297,29 @@ void data_destroy(struct data_alloc *d);
 /*---- wait.c: per-buffer futex waits ----*/
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits);
 void buffer_clear_wake(struct bufio_buffer *b, unsigned bits);
+/*
+ * A completion still uses its client after clearing the buffer's I/O bit
+ * (wakeups, budget kick), when the client may already look idle: one
+ * completion_begin per io submitted, completion_end as the callback's last
+ * touch of the client, and destroy waits in completions_wait.
+ */
+void completion_begin(struct bufio_client *c);
+void completion_end(struct bufio_client *c);
+void completions_wait(struct bufio_client *c);
+
+/* One batch of writes submitted together: the unit of failure accounting. */
+struct wb_attempt {
+	unsigned pending; /* writes not completed yet (client lock) */
+	int error;        /* the first failure's negative errno; 0 while none */
+	uint64_t offset;  /* its backend byte offset */
+};
 
 /* The core's io descriptor: the backend request plus write bookkeeping. */
 struct core_io {
 	struct bufio_io io;
-	uint32_t sub_seq; /* client dirty_seq when the write was submitted */
-	bool sync;        /* a bufio_write_buffers caller waits for it */
+	uint32_t sub_seq;       /* client dirty_seq when the write was submitted */
+	bool sync;              /* a bufio_write_buffers caller waits for it */
+	struct wb_attempt *att; /* NULL: the write is an attempt of its own */
 };
 
 static inline bool seq_le(uint32_t a, uint32_t b)
@@ -313,6 +341,27 @@ void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug
 void writeback_async(struct bufio_client *c, bool background);
 void writeback_expired(struct bufio_client *c, uint32_t now);
 bool writeback_needed(struct bufio_client *c); /* client lock held */
+/* The background retry of a failing client whose backoff is over. */
+void writeback_retry(struct bufio_client *c, uint64_t now_ms);
+
+/*---- failure.c: write attempts, backoff, mode ----*/
+#define MAX_EVENTS 2 /* per completed attempt: failed, and maybe a mode change */
+/* Make the writes in @plug one attempt (each its own if out of memory). */
+void attempt_start(struct bufio_plug *plug);
+/*
+ * A write of an attempt completed with @res; client lock held. When it was
+ * the last, account the attempt; returns the events to deliver (in @ev,
+ * after unlocking) and sets *@kick when the worker must re-plan its retry.
+ */
+unsigned attempt_io_done(struct bufio_client *c, struct core_io *cio, int res,
+                         struct bufio_event *ev, bool *kick);
+void deliver_events(struct bufio_client *c, const struct bufio_event *ev, unsigned n);
+/* Background write-back must wait (a failed attempt's backoff); lock held. */
+bool backing_off(struct bufio_client *c);
+/* The backoff is over and dirty data waits: claim the retry; lock held. */
+bool claim_retry(struct bufio_client *c, uint64_t now_ms);
+/* When the client's background retry is due (ms), 0 if none; takes the lock. */
+uint64_t next_retry(struct bufio_client *c);
 
 /*---- evict.c ----*/
 /* Evict up to @nr clean buffers in CLOCK order; client lock held. */
@@ -346,6 +395,7 @@ struct bufio_global {
 #define KICK_BUDGET    1u
 #define KICK_WRITEBACK 2u
 #define KICK_SHRINK    4u
+#define KICK_RETRY     8u /* a retry time changed: re-plan the wait */
 
 extern struct bufio_global bufio_g;
 

@@ -100,12 +100,14 @@ static void read_done(struct bufio_io *io, int res)
 		read_failed(b, res);
 		buffer_clear_wake(b, B_READING);
 		buffer_put(b);
+		completion_end(c);
 		return;
 	}
 	/* In flight, @b could not be evicted; once the bit is clear it may
 	 * go at any moment, so it is not touched afterwards. */
 	buffer_clear_wake(b, B_READING);
 	wake_free_waiters(c);
+	completion_end(c);
 }
 
 void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug *plug)
@@ -117,6 +119,7 @@ void read_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bufio_plug
 	io->len = c->block_size;
 	io->done = read_done;
 	io->private = b;
+	completion_begin(c);
 	__atomic_fetch_add(&c->n_reading, 1, __ATOMIC_RELAXED);
 	stat_inc(c, ST_READS);
 	stat_add(c, ST_READ_BYTES, c->block_size);

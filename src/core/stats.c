@@ -61,6 +61,13 @@ uint32_t bufio_now(void)
 	return (uint32_t)ts.tv_sec;
 }
 
+uint64_t bufio_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int64_t stat_sum(struct bufio_client *c, enum stat_id id)
 {
 	int64_t sum = 0;
@@ -109,6 +116,7 @@ void bufio_get_stats(struct bufio_client *c, struct bufio_stats *out)
 	out->buffers_clean = c->n_buffers[LIST_CLEAN];
 	out->buffers_dirty = c->n_buffers[LIST_DIRTY];
 	out->buffers_writing = c->n_writing;
+	out->write_failures = c->wb_failures;
 	pthread_mutex_unlock(&c->lock);
 	out->buffers_reading = __atomic_load_n(&c->n_reading, __ATOMIC_RELAXED);
 	out->bytes_cached = (out->buffers_clean + out->buffers_dirty) * c->block_size;

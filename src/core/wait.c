@@ -35,6 +35,36 @@ void buffer_wait_clear(struct bufio_buffer *b, unsigned bits)
 	}
 }
 
+#define COMPLETING_WAITER (1u << 31)
+
+void completion_begin(struct bufio_client *c)
+{
+	atomic_fetch_add_explicit(&c->completing, 1, memory_order_relaxed);
+}
+
+void completion_end(struct bufio_client *c)
+{
+	/* After this the client may be freed: only the futex key is used. */
+	unsigned old = atomic_fetch_sub_explicit(&c->completing, 1, memory_order_release);
+	if (old == (COMPLETING_WAITER | 1))
+		futex_wake_all(&c->completing);
+}
+
+void completions_wait(struct bufio_client *c)
+{
+	unsigned v = atomic_load_explicit(&c->completing, memory_order_acquire);
+	while (v & ~COMPLETING_WAITER) {
+		if (!(v & COMPLETING_WAITER)) {
+			if (!atomic_compare_exchange_weak(&c->completing, &v,
+			                                  v | COMPLETING_WAITER))
+				continue;
+			v |= COMPLETING_WAITER;
+		}
+		futex_wait(&c->completing, v);
+		v = atomic_load_explicit(&c->completing, memory_order_acquire);
+	}
+}
+
 void buffer_clear_wake(struct bufio_buffer *b, unsigned bits)
 {
 	/* Clearing B_WAITERS with the bits is safe: a waiter that still needs

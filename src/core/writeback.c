@@ -64,6 +64,8 @@ static void write_done(struct bufio_io *io, int res)
 	struct bufio_client *c = b->c;
 	uint32_t ws = (uint32_t)(io->offset - block_to_byte(c, b->block));
 	uint32_t we = ws + (uint32_t)io->len;
+	struct bufio_event ev[MAX_EVENTS];
+	bool kick = false;
 
 	pthread_mutex_lock(&c->lock);
 	unsigned st = atomic_load(&b->state);
@@ -96,14 +98,20 @@ static void write_done(struct bufio_io *io, int res)
 			lru_relink(b, LIST_CLEAN);
 	}
 	c->n_writing--;
+	unsigned nev = attempt_io_done(c, cio, res, ev, &kick);
 	pthread_mutex_unlock(&c->lock);
 
 	io_free(c, io);
+	/* While B_WRITING is set the client cannot be destroyed under us. */
+	deliver_events(c, ev, nev);
+	if (kick)
+		global_kick(KICK_RETRY);
 	/* @b may be evicted as soon as the bit is clear: last touch. */
 	buffer_clear_wake(b, B_WRITING);
 	wake_free_waiters(c);
 	if (global_over_budget())
 		global_kick(KICK_BUDGET);
+	completion_end(c);
 }
 
 /* Turn one dirty buffer into a write request; client lock held. */
@@ -129,6 +137,7 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 	io->len = we - ws;
 	io->done = write_done;
 	io->private = b;
+	completion_begin(c);
 	stat_inc(c, ST_WRITES);
 	stat_add(c, ST_WRITE_BYTES, (int64_t)io->len);
 	bufio_plug_add(plug, io);
@@ -188,9 +197,12 @@ static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool li
 	return n;
 }
 
-/* Call write callbacks outside the lock, then submit the batch. */
+/* Call write callbacks outside the lock, then submit the batch (one attempt). */
 static void submit_writes(struct bufio_client *c, struct bufio_plug *plug)
 {
+	if (!plug->head)
+		return;
+	attempt_start(plug);
 	if (c->write_callback)
 		for (struct bufio_io *io = plug->head; io; io = io->next)
 			c->write_callback(io->private);
@@ -200,6 +212,9 @@ static void submit_writes(struct bufio_client *c, struct bufio_plug *plug)
 static unsigned writeback_collect(struct bufio_client *c, struct bufio_plug *plug,
                                   uint32_t older_than, bool background)
 {
+	/* After a failed attempt only the retry writes in the background. */
+	if (background && backing_off(c))
+		return 0;
 	unsigned n = collect(c, plug, false, 0, older_than, background);
 	if (background)
 		stat_add(c, ST_WRITEBACKS, n);
@@ -225,6 +240,17 @@ void writeback_expired(struct bufio_client *c, uint32_t now)
 	bufio_plug_init(&plug);
 	pthread_mutex_lock(&c->lock);
 	writeback_collect(c, &plug, now - expire, true);
+	pthread_mutex_unlock(&c->lock);
+	submit_writes(c, &plug);
+}
+
+void writeback_retry(struct bufio_client *c, uint64_t now_ms)
+{
+	struct bufio_plug plug;
+	bufio_plug_init(&plug);
+	pthread_mutex_lock(&c->lock);
+	if (claim_retry(c, now_ms))
+		stat_add(c, ST_WRITEBACKS, collect(c, &plug, false, 0, 0, true));
 	pthread_mutex_unlock(&c->lock);
 	submit_writes(c, &plug);
 }

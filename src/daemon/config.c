@@ -198,6 +198,8 @@ static void spec_set_tunable(struct fs_device_spec *spec, const struct ctl_entry
 		spec->dirty_expire_seconds = (unsigned)v;
 	else if (strcmp(e->name, "read_ahead_kb") == 0)
 		spec->read_ahead_kb = (unsigned)v;
+	else if (strcmp(e->name, "max_write_failures") == 0)
+		spec->max_write_failures = (unsigned)v;
 }
 
 static int parse_bool(const char *s, bool *out)
@@ -536,6 +538,7 @@ static int load_device(struct loader *ld, const config_setting_t *group)
 	spec->writeback_ratio = ld->defaults.writeback_ratio;
 	spec->dirty_expire_seconds = ld->defaults.dirty_expire_seconds;
 	spec->read_ahead_kb = ld->defaults.read_ahead_kb;
+	spec->max_write_failures = ld->defaults.max_write_failures;
 	rc = load_device_name(ld, group, spec);
 	for (int i = 0; rc == 0 && i < config_setting_length(group); i++) {
 		const config_setting_t *s = config_setting_get_elem(group, i);

@@ -12,8 +12,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#ifdef BUFIOFS_FAULT_INJECT
+#include "backend/be_fault.h"
+#endif
 #include "daemon/device.h"
 #include "daemon/lifecycle.h"
 #include "daemon/log.h"
@@ -57,6 +61,75 @@ out:
 int fs_device_flush(struct fs_device *dev)
 {
 	return bufio_write_dirty_buffers(dev->client);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * A failed attempt is logged at once when it starts a run of failures, then
+ * at most once a second: fsync in a loop on a dead backing must not flood
+ * the log.
+ */
+static void log_write_failed(struct fs_device *dev, const struct bufio_event *ev)
+{
+	uint64_t now = now_ms(), last = atomic_load(&dev->fail_logged_ms);
+	unsigned limit = bufio_get_max_write_failures(dev->client), skipped;
+	char left[64] = "";
+
+	if (ev->failures > 1 && now - last < 1000) {
+		atomic_fetch_add(&dev->fail_suppressed, 1);
+		return;
+	}
+	atomic_store(&dev->fail_logged_ms, now);
+	skipped = atomic_exchange(&dev->fail_suppressed, 0);
+	if (limit && ev->failures < limit)
+		snprintf(left, sizeof(left), " of %u before read-only", limit);
+	fs_log(LOG_ERR,
+	       "%s: write-back to %s failed: %s (at byte %llu); the data stays dirty, retried "
+	       "in %u s (failed attempt %u%s)%s",
+	       dev->spec.name, dev->spec.backing, strerror(-ev->error),
+	       (unsigned long long)ev->offset, ev->retry_seconds, ev->failures, left,
+	       skipped ? "; more failures not logged" : "");
+}
+
+/* libbufio's events: write-back failures, recovery and mode changes. */
+static void on_event(struct bufio_client *c, const struct bufio_event *ev, void *arg)
+{
+	struct fs_device *dev = arg;
+
+	switch (ev->type) {
+	case BUFIO_EV_WRITE_FAILED:
+		log_write_failed(dev, ev);
+		break;
+	case BUFIO_EV_WRITE_RECOVERED:
+		fs_log(LOG_NOTICE, "%s: write-back to %s works again after %u failed attempts",
+		       dev->spec.name, dev->spec.backing, ev->failures);
+		break;
+	case BUFIO_EV_MODE:
+		if (ev->new_mode == BUFIO_MODE_READ_ONLY) {
+			char why[80] = "on request";
+
+			if (ev->failures)
+				snprintf(why, sizeof(why),
+				         "after %u consecutive failed write-back attempts",
+				         ev->failures);
+			fs_log(LOG_ERR,
+			       "%s: now read-only %s: writes fail with EROFS, reads are served, "
+			       "dirty data is kept and retried; once %s works again: "
+			       "echo write > control/%s/mode",
+			       dev->spec.name, why, dev->spec.backing, dev->spec.name);
+		} else {
+			fs_log(LOG_NOTICE, "%s: back in write mode: all dirty data is on %s",
+			       dev->spec.name, dev->spec.backing);
+		}
+		break;
+	}
 }
 
 static bool is_block_device(const char *path)
@@ -137,6 +210,16 @@ static int open_backend(struct fs_device *dev, const struct fs_device_spec *spec
 		snprintf(err, errlen, "%s: cannot open backing: %s", spec->backing, strerror(e));
 		return -e;
 	}
+#ifdef BUFIOFS_FAULT_INJECT
+	/* The test daemon: every backing under the fault backend (fault_inject). */
+	struct bufio_backend *f = be_fault_create(dev->be, true);
+
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot create the fault backend", spec->backing);
+		return -ENOMEM;
+	}
+	dev->be = f;
+#endif
 	return 0;
 }
 
@@ -167,11 +250,15 @@ static int create_client(struct fs_device *dev, const struct fs_device_spec *spe
 	atomic_store(&dev->ra_next, UINT64_MAX);
 	atomic_store(&dev->ra_until, 0);
 	atomic_store(&dev->ra_win, 0);
+	bufio_set_event_callback(dev->client, on_event, dev);
 	e = bufio_set_writeback_ratio(dev->client, spec->writeback_ratio);
 	if (!e)
 		e = bufio_set_dirty_expire(dev->client, spec->dirty_expire_seconds);
+	if (!e)
+		e = bufio_set_max_write_failures(dev->client, spec->max_write_failures);
 	if (e) {
-		snprintf(err, errlen, "%s: bad writeback_ratio or dirty_expire_seconds",
+		snprintf(err, errlen,
+		         "%s: bad writeback_ratio, dirty_expire_seconds or max_write_failures",
 		         spec->name);
 		return e;
 	}
@@ -225,6 +312,13 @@ int fs_device_close(struct fs_device *dev)
 	if (dev->client) {
 		/* destroy writes back too, but cannot report failure: do it here. */
 		err = bufio_write_dirty_buffers(dev->client);
+		/*
+		 * The first call reports an error latched by an earlier
+		 * background write-back even when a retry has written that
+		 * data since; what counts here is whether anything is left.
+		 */
+		if (err)
+			err = bufio_write_dirty_buffers(dev->client);
 		if (err)
 			fs_log(LOG_ERR, "%s: final write-back to %s failed: %s; data may be lost",
 			       dev->spec.name, dev->spec.backing, strerror(-err));

@@ -32,6 +32,7 @@ struct fs_device_spec {
 	unsigned writeback_ratio;      /* default 3 */
 	unsigned dirty_expire_seconds; /* default 30 */
 	unsigned read_ahead_kb;        /* default 4096; 0 = no read-ahead */
+	unsigned max_write_failures;   /* default 5 */
 };
 
 struct fs_device {
@@ -51,6 +52,9 @@ struct fs_device {
 	_Atomic uint64_t ra_next;
 	_Atomic uint64_t ra_until;
 	_Atomic uint64_t ra_win;
+	/* Write-failure messages: at most one a second after the first. */
+	atomic_uint_fast64_t fail_logged_ms;
+	atomic_uint fail_suppressed;
 };
 
 /* Fill @spec with the defaults above (name "disk", no backing). */
@@ -65,5 +69,17 @@ int fs_device_set_cache_mode(struct fs_device *dev, unsigned mode);
 
 /* Write back everything and flush the backing (the `flush` action). */
 int fs_device_flush(struct fs_device *dev);
+
+/*
+ * The device mode (control file `mode`): the client's (BUFIO_MODE_READ_ONLY
+ * after max_write_failures consecutive failed write-back attempts, or when
+ * set so), and always read-only for a readonly device. In read-only mode
+ * writes and fallocate fail with EROFS, reads are served, and dirty data is
+ * kept and retried in the background.
+ */
+static inline enum bufio_mode fs_device_mode(struct fs_device *dev)
+{
+	return dev->spec.readonly ? BUFIO_MODE_READ_ONLY : bufio_get_mode(dev->client);
+}
 
 #endif

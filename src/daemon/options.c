@@ -44,6 +44,8 @@ static void entry_default(const struct ctl_entry *e, char *buf, size_t size)
 			v = spec.dirty_expire_seconds;
 		else if (strcmp(e->name, "read_ahead_kb") == 0)
 			v = spec.read_ahead_kb;
+		else if (strcmp(e->name, "max_write_failures") == 0)
+			v = spec.max_write_failures;
 		fs_device_spec_free(&spec);
 	}
 	if (e->type == CTL_ENUM)
@@ -99,7 +101,7 @@ static void usage_files(FILE *out, const char *title, enum ctl_scope scope, int 
 
 	for (const struct ctl_entry *const *p = ctl_entries(scope); *p; p++) {
 		const struct ctl_entry *e = *p;
-		int k = e->type == CTL_ACTION ? 2 : e->set ? 1 : 0;
+		int k = e->type == CTL_ACTION ? 2 : e->set || e->command ? 1 : 0;
 
 		if (!e->configurable && k == kind && len + strlen(e->name) + 2 < sizeof(names))
 			len += (size_t)snprintf(names + len, sizeof(names) - len, " %s", e->name);
@@ -154,6 +156,7 @@ void fs_options_usage(FILE *out, const char *prog)
 	usage_files(out, "write 0 to reset", CTL_GLOBAL, 1);
 	fputs("Other files in MOUNTPOINT/control/DEVICE/:\n", out);
 	usage_files(out, "read-only", CTL_DEVICE, 0);
+	usage_files(out, "read-write, at run time only", CTL_DEVICE, 1);
 	usage_files(out, "actions, write 1", CTL_DEVICE, 2);
 }
 

@@ -23,6 +23,7 @@ void fs_device_spec_defaults(struct fs_device_spec *spec)
 	spec->writeback_ratio = 3;
 	spec->dirty_expire_seconds = 30;
 	spec->read_ahead_kb = 4096;
+	spec->max_write_failures = 5;
 }
 
 void fs_device_spec_free(struct fs_device_spec *spec)

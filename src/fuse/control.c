@@ -33,7 +33,7 @@ mode_t fs_ctl_mode(const struct ctl_entry *e)
 {
 	if (e->type == CTL_ACTION)
 		return 0200;
-	return e->set ? 0644 : 0444;
+	return e->set || e->command ? 0644 : 0444;
 }
 
 void fs_ctl_open(fuse_req_t req, struct fs_ctx *ctx, const struct fs_node *n,
@@ -44,7 +44,8 @@ void fs_ctl_open(fuse_req_t req, struct fs_ctx *ctx, const struct fs_node *n,
 	struct ctl_handle *h;
 
 	/* Root passes the mode bits, so the registry's rules are enforced here. */
-	if ((acc != O_RDONLY && !e->set) || (acc != O_WRONLY && e->type == CTL_ACTION)) {
+	if ((acc != O_RDONLY && !e->set && !e->command) ||
+	    (acc != O_WRONLY && e->type == CTL_ACTION)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}

@@ -374,7 +374,8 @@ void fs_dev_write(fuse_req_t req, struct fs_device *dev, const char *buf, size_t
 {
 	ssize_t n;
 
-	if (dev->spec.readonly) {
+	/* readonly, or read-only mode after persistent write-back failures */
+	if (fs_device_mode(dev) != BUFIO_MODE_WRITE) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
@@ -537,7 +538,7 @@ void fs_dev_fallocate(fuse_req_t req, struct fs_device *dev, int mode, off_t off
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	if (dev->spec.readonly) {
+	if (fs_device_mode(dev) != BUFIO_MODE_WRITE) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}

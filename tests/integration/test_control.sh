@@ -43,6 +43,7 @@ declare -A VALID=(
 	[retain_bytes]="1M|1048576" [peak_allocated_bytes]="0|"
 	[disk/cache_mode]="writethrough|writethrough" [disk/writeback_ratio]="10|10"
 	[disk/dirty_expire_seconds]="5|5" [disk/read_ahead_kb]="512|512"
+	[disk/max_write_failures]="3|3" [disk/mode]="read-only|read-only"
 )
 declare -A INVALID=(
 	[max_cache_size_bytes]="abc 12Q -5 99999999999999999999999 1.5G"
@@ -50,6 +51,7 @@ declare -A INVALID=(
 	[peak_allocated_bytes]="5 abc" [disk/cache_mode]="bogus 7 write"
 	[disk/writeback_ratio]="1001 -1 ten" [disk/dirty_expire_seconds]="86401 1e3"
 	[disk/read_ahead_kb]="65537 -4 4k"
+	[disk/max_write_failures]="1001 -1 x" [disk/mode]="readonly 1 bogus"
 )
 
 log "set every tunable, read it back; invalid values get EINVAL"
@@ -70,6 +72,7 @@ for f in "${FILES[@]}"; do
 	[ -z "$want" ] || [ "$(cat "$f")" = "$want" ] || fail "$name reads '$(cat "$f")', want '$want'"
 done
 echo writeback >"$C/disk/cache_mode"
+echo write >"$C/disk/mode"
 echo 0 >"$C/max_cache_size_bytes"
 
 log "read-only files refuse writes with EACCES, actions refuse reads"

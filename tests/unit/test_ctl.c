@@ -13,6 +13,7 @@
 
 #include <bufio/bufio.h>
 
+#include "backend/be_fault.h"
 #include "backend/be_memory.h"
 #include "control/ctl.h"
 #include "daemon/config.h"
@@ -48,7 +49,8 @@ int fs_device_flush(struct fs_device *dev)
 	return bufio_write_dirty_buffers(dev->client);
 }
 
-static struct fs_device *dev_create(const char *name)
+/* A device over @be (NULL: a fresh memory backend), which it then owns. */
+static struct fs_device *dev_create_over(const char *name, struct bufio_backend *be)
 {
 	struct fs_device *d = calloc(1, sizeof(*d));
 
@@ -57,7 +59,7 @@ static struct fs_device *dev_create(const char *name)
 	free(d->spec.name);
 	d->spec.name = strdup(name);
 	d->spec.backing = strdup("/memory/backing");
-	d->be = be_memory_create(DEV_SIZE, 0);
+	d->be = be ? be : be_memory_create(DEV_SIZE, 0);
 	ck_assert_ptr_nonnull(d->be);
 	d->client = bufio_client_create(d->be, BLOCK, 1, 0, NULL, NULL);
 	ck_assert_ptr_nonnull(d->client);
@@ -66,6 +68,11 @@ static struct fs_device *dev_create(const char *name)
 	atomic_init(&d->cache_mode, FS_CACHE_WRITEBACK);
 	pthread_rwlock_init(&d->mode_lock, NULL);
 	return d;
+}
+
+static struct fs_device *dev_create(const char *name)
+{
+	return dev_create_over(name, NULL);
 }
 
 static void dev_destroy(struct fs_device *d)
@@ -354,6 +361,55 @@ START_TEST(test_device_tunables)
 }
 END_TEST
 
+START_TEST(test_device_mode)
+{
+	struct bufio_backend *flt = be_fault_create(be_memory_create(DEV_SIZE, 0), true);
+	struct fs_device *d = dev_create_over("disk", flt);
+	const struct ctl_entry *m = D("mode"), *mx = D("max_write_failures");
+	struct be_fault_rule r = {.ops = 1u << BUFIO_OP_WRITE, .error = -EIO};
+	struct bufio_buffer *b;
+
+	ck_assert(!m->configurable);
+	ck_assert(mx->configurable);
+	ck_assert_str_eq(read_str(mx, d), "5\n");
+	ck_assert_int_eq(write_str(mx, d, "1"), 0);
+	ck_assert_str_eq(read_str(mx, d), "1\n");
+	ck_assert_int_eq(write_str(mx, d, "1001"), -EINVAL);
+	ck_assert_str_eq(read_str(mx, d), "1\n");
+
+	ck_assert_str_eq(read_str(m, d), "write\n");
+	ck_assert_int_eq(write_str(m, d, "read-only\n"), 0);
+	ck_assert_str_eq(read_str(m, d), "read-only\n");
+	ck_assert_int_eq(write_str(m, d, "readonly"), -EINVAL);
+	ck_assert_int_eq(write_str(m, d, "write"), 0);
+	ck_assert_str_eq(read_str(m, d), "write\n");
+
+	/* one failed write-back attempt (limit 1): read-only, and back only once
+	 * the write-back works */
+	ck_assert_int_ge(be_fault_add_rule(flt, &r), 0);
+	ck_assert_ptr_nonnull(bufio_new(d->client, 3, &b));
+	bufio_mark_buffer_dirty(b);
+	bufio_release(b);
+	ck_assert_int_eq(fs_device_flush(d), -EIO);
+	ck_assert_str_eq(read_str(m, d), "read-only\n");
+	ck_assert_str_eq(read_str(D("write_failures"), d), "1\n");
+	ck_assert_int_eq(write_str(m, d, "write"), -EIO);
+	ck_assert_str_eq(read_str(m, d), "read-only\n");
+	be_fault_clear_rules(flt);
+	ck_assert_int_eq(write_str(m, d, "write"), 0);
+	ck_assert_str_eq(read_str(m, d), "write\n");
+	ck_assert_str_eq(read_str(D("write_failures"), d), "0\n");
+	ck_assert_str_eq(read_str(D("buffers_dirty"), d), "0\n");
+
+	/* a device served readonly has no write mode */
+	d->spec.readonly = true;
+	ck_assert_str_eq(read_str(m, d), "read-only\n");
+	ck_assert_int_eq(write_str(m, d, "write"), -EROFS);
+	ck_assert_int_eq(write_str(m, d, "read-only"), 0);
+	dev_destroy(d);
+}
+END_TEST
+
 /* Read block @blk once through the cache. */
 static void touch(struct fs_device *d, uint64_t blk)
 {
@@ -566,6 +622,7 @@ static Suite *ctl_suite(void)
 	tcase_add_test(dev_tc, test_global_rw);
 	tcase_add_test(dev_tc, test_read_only);
 	tcase_add_test(dev_tc, test_device_tunables);
+	tcase_add_test(dev_tc, test_device_mode);
 	tcase_add_test(dev_tc, test_stats_and_actions);
 	tcase_add_test(dev_tc, test_global_totals);
 	tcase_add_test(dev_tc, test_short_buffer);
