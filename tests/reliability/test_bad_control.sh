@@ -137,6 +137,7 @@ declare -A GOOD=(
 	[retain_bytes]="0 262144 1048576" [peak_allocated_bytes]="0"
 	[disk/cache_mode]="writeback writethrough none" [disk/writeback_ratio]="0 3 1000"
 	[disk/dirty_expire_seconds]="0 1 30" [disk/read_ahead_kb]="0 128 4096"
+	[disk/max_write_failures]="0 5 1000" [disk/mode]=write # read-only would stop the data
 	[disk/flush]=1 [disk/drop_caches]=1 [disk/clear_stats]=1
 )
 for f in "${RW[@]}" "${ACTIONS[@]}"; do
