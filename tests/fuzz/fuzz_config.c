@@ -27,7 +27,8 @@
 
 #define MAX_WORDS 32
 
-static char dir[] = "/tmp/bufiofs-fuzz-config.XXXXXX";
+/* The scratch directory, under $TMPDIR (run.sh: its work directory). */
+static char dir[4096];
 static char conf[sizeof(dir) + 16];
 
 static void put(const char *name, const char *text)
@@ -58,6 +59,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char path[sizeof(dir) + 16];
 
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/bufiofs-fuzz-config.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	CHECK(mkdtemp(dir));
 	atexit(remove_scratch);
 	snprintf(conf, sizeof(conf), "%s/fuzz.conf", dir);

@@ -16,7 +16,9 @@ for name in ctl_value config; do
 	cp "$here/corpus/$name"/* "$work/$name/corpus/"
 	echo "--- fuzz_$name: $seconds s"
 	# stdin from /dev/null: an input naming /dev/stdin must not wait for a terminal.
-	if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$here/lsan.supp \
+	# TMPDIR: the harness's scratch files, left behind by a crash, go with the rest.
+	if ! TMPDIR="$work/$name" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=suppressions=$here/lsan.supp \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
 		-dict="$here/$name.dict" -artifact_prefix="$work/$name/crash/" -print_final_stats=1 \
