@@ -39,6 +39,34 @@ fio_job() {
 	printf '%s\n' "$@"
 }
 
+# raw_global FILE JOB-MIB [LINE...]: the [global] section of a round on a
+# raw file: JOB-MIB per job, crc32c verification, fatal on the first error;
+# LINEs (key=value) added.
+raw_global() {
+	printf '[global]\nfilename=%s\nsize=%s\nverify=crc32c\nverify_fatal=1\ndo_verify=1\n' \
+		"$1" $(($2 * MIB))
+	shift 2
+	[ "$#" -eq 0 ] || printf '%s\n' "$@"
+}
+
+# raw_writers SET JOB-MIB OFFSET SEED [KEY=VALUE...]: four writers on
+# consecutive JOB-MIB regions from OFFSET: sequential psync (128k), random
+# psync (4k), random libaio O_DIRECT of mixed sizes (4k-1m) and sequential
+# $URING O_DIRECT (1m). KEY=VALUE go into every job (verify_only=1: read the
+# regions back and verify them).
+raw_writers() {
+	local set=$1 sz=$(($2 * MIB)) off=$3 seed=$4
+	shift 4
+	fio_job "$set-seq-psync" rw=write ioengine=psync bs=128k \
+		offset=$off randseed=$seed "$@"
+	fio_job "$set-rand-psync" rw=randwrite ioengine=psync bs=4k \
+		offset=$((off + sz)) randseed=$((seed + 1)) "$@"
+	fio_job "$set-rand-libaio" rw=randwrite ioengine=libaio direct=1 iodepth=16 \
+		bsrange=4k-1m offset=$((off + 2 * sz)) randseed=$((seed + 2)) "$@"
+	fio_job "$set-seq-$URING" rw=write ioengine="$URING" direct=1 iodepth=8 bs=1m \
+		offset=$((off + 3 * sz)) randseed=$((seed + 3)) "$@"
+}
+
 # Which direct-I/O engines fio has here; io_uring may be refused by the kernel
 # (sysctl) or missing from fio: then libaio runs its jobs.
 uring_engine() {

@@ -22,19 +22,9 @@ truncate -s $((4 * JOB * MIB)) "$BACKING"
 start_fg "$BACKING" "$MNT" -o max_cache_size_bytes=$((JOB * MIB / 25))
 mkdir -p "$MNT2"
 
-load_jobs() {
-	printf '[global]\nfilename=%s\nsize=%s\nverify=crc32c\nverify_fatal=1\ndo_verify=1\nrate=,1m\n' \
-		"$1" $((JOB * MIB))
-	fio_job l-seq-psync rw=write ioengine=psync bs=64k offset=0 randseed=1 "${@:2}"
-	fio_job l-rand-psync rw=randwrite ioengine=psync bs=4k offset=$((JOB * MIB)) randseed=2 "${@:2}"
-	fio_job l-rand-libaio rw=randwrite ioengine=libaio direct=1 iodepth=16 bsrange=4k-256k \
-		offset=$((2 * JOB * MIB)) randseed=3 "${@:2}"
-	fio_job "l-seq-$URING" rw=write ioengine="$URING" direct=1 iodepth=8 bs=1m \
-		offset=$((3 * JOB * MIB)) randseed=4 "${@:2}"
-}
-
 log "fio load on the first daemon"
-(fio_round load "$(load_jobs "$MNT/disk")") &
+(fio_round load "$(raw_global "$MNT/disk" "$JOB" rate=,1m)
+$(raw_writers l "$JOB" 0 1)") &
 FIO_PID=$!
 PIDS+=("$FIO_PID")
 sleep 3 # every writer under way
@@ -63,6 +53,7 @@ while kill -0 "$FIO_PID" 2>/dev/null; do
 	attempt "through a symlink" -f "$TMP/alias.img"
 	attempt "with a write-back cache of its own" -f -o max_cache_size_bytes=64M "$BACKING"
 	ROUNDS=$((ROUNDS + 1))
+	sleep 0.5
 done
 log "$ROUNDS rounds of attempts under load"
 
@@ -70,6 +61,7 @@ log "the first instance's load finishes verified"
 wait "$FIO_PID" || fail "fio under load failed (see above)"
 VERIFIED=$((4 * JOB * MIB))
 stop_daemon
-fio_round backing "$(load_jobs "$BACKING" verify_only=1)"
+fio_round backing "$(raw_global "$BACKING" "$JOB")
+$(raw_writers l "$JOB" 0 1 verify_only=1)"
 VERIFIED=$((VERIFIED + 4 * JOB * MIB))
 log "ok: $((VERIFIED / MIB)) MiB verified"

@@ -130,7 +130,7 @@ $(ext_jobs "$1")"
 }
 
 cg_create
-truncate -s $((2 * FILES * FILE + 512 * MIB)) "$BACKING"
+truncate -s $((3 * FILES * FILE + 512 * MIB)) "$BACKING"
 # ASan keeps up to 256 MiB of freed memory in quarantine by default, more
 # than the whole cgroup: an artifact of the instrumented daemon, kept small.
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8" start_fg "$BACKING" "$MNT"
@@ -191,13 +191,14 @@ check_alive neighbour
 rm "$TMP/shm/hog"
 umount "$TMP/shm"
 
-log "verify both rounds again after a remount"
+log "verify every round again after a remount"
 umount "$FS"
 mount "$LOOP" "$FS"
 fio_round reverify "$(ext_global)
 $(ext_jobs default verify_only=1)
-$(ext_jobs too-large verify_only=1)"
-VERIFIED=$((VERIFIED + 2 * FILES * FILE))
+$(ext_jobs too-large verify_only=1)
+$(ext_jobs neighbour verify_only=1)"
+VERIFIED=$((VERIFIED + 3 * FILES * FILE))
 check_alive reverify
 umount "$FS"
 e2fsck -fn "$LOOP" >"$TMP/fsck.log" 2>&1 || { cat "$TMP/fsck.log"; fail "e2fsck"; }

@@ -23,27 +23,6 @@ rss_bound() {
 	echo $(((${1} * 103 / 100 + 32 * MIB) / 1024))
 }
 
-wglobal() {
-	printf '[global]\nfilename=%s\nsize=%s\nverify=crc32c\nverify_fatal=1\ndo_verify=1\n' \
-		"$MNT/disk" "$(($1 * MIB))"
-}
-
-# writers SET SIZE-MIB OFFSET SEED [EXTRA...]: four writers with verification
-# on consecutive regions: 1 MiB sequential io_uring, random libaio of mixed
-# sizes, sequential psync, random 4k psync.
-writers() {
-	local set=$1 sz=$(($2 * MIB)) off=$3 seed=$4
-	shift 4
-	fio_job "$set-seq-$URING" rw=write ioengine="$URING" direct=1 iodepth=8 bs=1m \
-		offset=$off randseed=$seed "$@"
-	fio_job "$set-rand-libaio" rw=randwrite ioengine=libaio direct=1 iodepth=16 \
-		bsrange=4k-1m offset=$((off + sz)) randseed=$((seed + 1)) "$@"
-	fio_job "$set-seq-psync" rw=write ioengine=psync bs=256k \
-		offset=$((off + 2 * sz)) randseed=$((seed + 2)) "$@"
-	fio_job "$set-rand-psync" rw=randwrite ioengine=psync bs=4k \
-		offset=$((off + 3 * sz)) randseed=$((seed + 3)) "$@"
-}
-
 # scenario NAME BUDGET JOB-MIB CHURN-SIZES CHURN-ACTIONS: serve, two rounds of writers (the
 # second verifies the first's regions while it writes new ones) under churn,
 # then the peak RSS against the bound for the largest budget churned to.
@@ -57,11 +36,11 @@ scenario() {
 	truncate -s $((8 * job * MIB)) "$BACKING"
 	start_fg "$BACKING" "$MNT" -o max_cache_size_bytes="$budget"
 	churn_start "$MNT" disk "$sizes" "$5"
-	fio_round "$name-1" "$(wglobal "$job")
-$(writers a "$job" 0 10)"
-	fio_round "$name-2" "$(wglobal "$job")
-$(writers a "$job" 0 10 verify_only=1)
-$(writers b "$job" $b 20)"
+	fio_round "$name-1" "$(raw_global "$MNT/disk" "$job")
+$(raw_writers a "$job" 0 10)"
+	fio_round "$name-2" "$(raw_global "$MNT/disk" "$job")
+$(raw_writers a "$job" 0 10 verify_only=1)
+$(raw_writers b "$job" $b 20)"
 	VERIFIED=$((VERIFIED + 12 * job * MIB))
 	churn_stop "$MNT" disk "$budget"
 	local peak_alloc

@@ -23,27 +23,6 @@ BACKING=$TMP/backing.img
 MNT=$TMP/fuse
 FS=$TMP/ext4
 
-# raw_jobs SET OFFSET SEED [EXTRA...]: four writers with verification, each on
-# its own region: sequential psync, random 4k psync, random libaio with mixed
-# sizes, sequential io_uring with 1 MiB requests. EXTRA goes into each job.
-raw_jobs() {
-	local set=$1 off=$2 seed=$3 sz=$((RAW_JOB * MIB))
-	shift 3
-	fio_job "$set-seq-psync" rw=write ioengine=psync bs=128k \
-		offset=$off randseed=$seed "$@"
-	fio_job "$set-rand-psync" rw=randwrite ioengine=psync bs=4k \
-		offset=$((off + sz)) randseed=$((seed + 1)) "$@"
-	fio_job "$set-rand-libaio" rw=randwrite ioengine=libaio direct=1 iodepth=16 \
-		bsrange=4k-256k offset=$((off + 2 * sz)) randseed=$((seed + 2)) "$@"
-	fio_job "$set-seq-$URING" rw=write ioengine="$URING" direct=1 iodepth=4 bs=1m \
-		offset=$((off + 3 * sz)) randseed=$((seed + 3)) "$@"
-}
-
-raw_global() {
-	printf '[global]\nfilename=%s\nsize=%s\nverify=crc32c\nverify_fatal=1\ndo_verify=1\n' \
-		"$1" "$((RAW_JOB * MIB))"
-}
-
 log "raw FUSE file: working set $((RAW_WS / MIB)) MiB, cache $((RAW_WS / 100)) bytes"
 truncate -s $((RAW_WS + 64 * MIB)) "$BACKING"
 CACHE=$((RAW_WS / 100))
@@ -53,21 +32,21 @@ churn_start "$MNT" disk "$((CACHE / 4)) $((CACHE / 2)) $CACHE $((CACHE * 4))"
 # Round 1: four writers on set A. Round 2: set A read back and verified
 # (verify_only) while four other writers fill set B.
 A=0 B=$((4 * RAW_JOB * MIB))
-fio_round raw-1 "$(raw_global "$MNT/disk")
-$(raw_jobs a $A 100)"
+fio_round raw-1 "$(raw_global "$MNT/disk" "$RAW_JOB")
+$(raw_writers a "$RAW_JOB" $A 100)"
 VERIFIED=$((VERIFIED + 4 * RAW_JOB * MIB))
-fio_round raw-2 "$(raw_global "$MNT/disk")
-$(raw_jobs a $A 100 verify_only=1)
-$(raw_jobs b $B 200)"
+fio_round raw-2 "$(raw_global "$MNT/disk" "$RAW_JOB")
+$(raw_writers a "$RAW_JOB" $A 100 verify_only=1)
+$(raw_writers b "$RAW_JOB" $B 200)"
 VERIFIED=$((VERIFIED + 8 * RAW_JOB * MIB))
 churn_stop "$MNT" disk $CACHE
 stop_daemon
-log "peak RSS $((HWM_KIB / 1024)) MiB"
+log "peak RSS $((HWM_KIB / 1024)) MiB (ASan: bounded by test_load_rss.sh on the plain daemon)"
 
 log "the backing holds both sets after stop"
-fio_round raw-backing "$(raw_global "$BACKING")
-$(raw_jobs a $A 100 verify_only=1)
-$(raw_jobs b $B 200 verify_only=1)"
+fio_round raw-backing "$(raw_global "$BACKING" "$RAW_JOB")
+$(raw_writers a "$RAW_JOB" $A 100 verify_only=1)
+$(raw_writers b "$RAW_JOB" $B 200 verify_only=1)"
 VERIFIED=$((VERIFIED + 8 * RAW_JOB * MIB))
 
 log "ext4 on a loop device on the FUSE file: working set $((EXT_WS / MIB)) MiB"
@@ -107,7 +86,7 @@ umount "$FS"
 e2fsck -fn "$LOOP" >"$TMP/fsck.log" 2>&1 || { cat "$TMP/fsck.log"; fail "e2fsck on the loop device"; }
 detach_loop "$LOOP"
 stop_daemon
-log "peak RSS $((HWM_KIB / 1024)) MiB"
+log "peak RSS $((HWM_KIB / 1024)) MiB (ASan: bounded by test_load_rss.sh on the plain daemon)"
 e2fsck -fn "$BACKING" >"$TMP/fsck.log" 2>&1 || { cat "$TMP/fsck.log"; fail "e2fsck on the backing"; }
 
 log "ok: $((VERIFIED / MIB)) MiB verified"
