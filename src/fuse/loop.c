@@ -23,6 +23,7 @@
 #include "fuse/fs.h"
 
 struct fs_worker {
+	struct fs_loop *l;
 	pthread_t tid;
 	bool started;
 	bool done; /* under fs_loop.lock: no more signals to this thread */
@@ -34,11 +35,6 @@ struct fs_loop {
 	atomic_int error; /* first -errno a worker saw */
 	unsigned n;
 	struct fs_worker w[];
-};
-
-struct worker_arg {
-	struct fs_loop *l;
-	struct fs_worker *w;
 };
 
 static void worker_loop(struct fs_loop *l)
@@ -67,8 +63,8 @@ static void worker_loop(struct fs_loop *l)
 
 static void *worker_main(void *arg)
 {
-	struct fs_loop *l = arg;
-	struct fs_worker *self = NULL;
+	struct fs_worker *self = arg;
+	struct fs_loop *l = self->l;
 	sigset_t usr1;
 
 	/* SIGUSR1 interrupts the read so a worker sees the session end. */
@@ -76,15 +72,9 @@ static void *worker_main(void *arg)
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	pthread_setname_np(pthread_self(), "bufiofs-fuse");
-	pthread_mutex_lock(&l->lock);
-	for (unsigned i = 0; i < l->n; i++)
-		if (pthread_equal(l->w[i].tid, pthread_self()))
-			self = &l->w[i];
-	pthread_mutex_unlock(&l->lock);
 	worker_loop(l);
 	pthread_mutex_lock(&l->lock);
-	if (self)
-		self->done = true;
+	self->done = true;
 	pthread_mutex_unlock(&l->lock);
 	return NULL;
 }
@@ -105,10 +95,11 @@ struct fs_loop *fs_loop_start(struct fuse_session *se, unsigned nthreads)
 	l->n = nthreads;
 	atomic_init(&l->error, 0);
 	pthread_mutex_init(&l->lock, NULL);
-	/* Workers look themselves up under the lock, after their tid is set. */
+	/* A worker marks itself done under the lock, so only after started. */
 	pthread_mutex_lock(&l->lock);
 	for (unsigned i = 0; i < nthreads; i++) {
-		err = pthread_create(&l->w[i].tid, NULL, worker_main, l);
+		l->w[i].l = l;
+		err = pthread_create(&l->w[i].tid, NULL, worker_main, &l->w[i]);
 		if (err) {
 			fs_log(LOG_ERR, "cannot start FUSE worker %u: %s", i, strerror(err));
 			break;

@@ -22,11 +22,13 @@ void fs_read_ahead(struct fs_device *dev, uint64_t off, uint64_t len)
 	uint64_t end = off + len;
 	uint64_t max = (uint64_t)atomic_load(&dev->read_ahead_kb) * 1024;
 	uint64_t prev = atomic_exchange(&dev->ra_next, end);
-	uint64_t win, cur, base, want;
+	uint64_t win, cur, base, want, cap;
 	unsigned bs = dev->spec.block_size;
 
 	if (!max || off != prev) {
-		atomic_store(&dev->ra_win, 0); /* off, or not sequential */
+		/* off, or not sequential; random reads leave the line unwritten */
+		if (atomic_load(&dev->ra_win))
+			atomic_store(&dev->ra_win, 0);
 		return;
 	}
 	win = atomic_load(&dev->ra_win);
@@ -34,8 +36,8 @@ void fs_read_ahead(struct fs_device *dev, uint64_t off, uint64_t len)
 	win = win < max ? win : max;
 	/* Never more than an eighth of the cache: read-ahead must not evict
 	 * what it is reading ahead of, nor push a small cache over budget. */
-	if (win > bufio_get_effective_cache_size() / 8)
-		win = bufio_get_effective_cache_size() / 8;
+	cap = bufio_get_effective_cache_size() / 8;
+	win = win < cap ? win : cap;
 	atomic_store(&dev->ra_win, win);
 	if (end >= dev->size)
 		return;
