@@ -106,7 +106,8 @@ struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned bloc
 	atomic_store(&c->writeback_ratio, BUFIO_WRITEBACK_RATIO);
 	atomic_store(&c->dirty_expire, BUFIO_DEFAULT_DIRTY_EXPIRE);
 	c->max_write_failures = BUFIO_MAX_WRITE_FAILURES;
-	c->lru[0] = c->lru[1] = NULL;
+	for (int l = 0; l < NR_LISTS; l++)
+		c->lru[l] = NULL;
 	recompute_size(c);
 	int r = client_init(c, reserved_buffers);
 	if (!r)
@@ -125,7 +126,7 @@ static void wait_all_io(struct bufio_client *c)
 	for (;;) {
 		struct bufio_buffer *busy = NULL;
 		pthread_mutex_lock(&c->lock);
-		for (int l = 0; l < 2 && !busy; l++) {
+		for (int l = 0; l < NR_LISTS && !busy; l++) {
 			struct bufio_buffer *head = c->lru[l], *b = head;
 			while (b && !busy) {
 				if (atomic_load(&b->state) & B_IO)
@@ -149,7 +150,7 @@ static void wait_all_io(struct bufio_client *c)
 static void drop_all(struct bufio_client *c)
 {
 	pthread_mutex_lock(&c->lock);
-	for (int l = 0; l < 2; l++) {
+	for (int l = 0; l < NR_LISTS; l++) {
 		while (c->lru[l]) {
 			struct bufio_buffer *b = c->lru[l];
 			if (hold_count(b) || (atomic_load(&b->state) & B_IO)) {

@@ -11,11 +11,6 @@ static uint64_t retain_buffers(struct bufio_client *c)
 	return atomic_load(&bufio_g.retain_bytes) / c->block_size;
 }
 
-static uint64_t total_buffers(struct bufio_client *c)
-{
-	return c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY];
-}
-
 /*
  * Advance the hand over the clean ring until an evictable buffer without
  * its reference bit is found; referenced ones lose the bit (second chance).
@@ -41,7 +36,7 @@ static struct bufio_buffer *clock_pick(struct bufio_client *c)
 uint64_t evict_clock(struct bufio_client *c, uint64_t nr, enum stat_id reason)
 {
 	uint64_t done = 0;
-	while (done < nr && total_buffers(c) > c->minimum_buffers) {
+	while (done < nr && cached_buffers(c) > c->minimum_buffers) {
 		struct bufio_buffer *b = clock_pick(c);
 		if (!b)
 			break;
@@ -74,7 +69,7 @@ void evict_old(struct bufio_client *c, uint32_t now, unsigned max_age)
 	uint64_t n = c->n_buffers[LIST_CLEAN];
 	/* One turn of the ring; each step fetches the successor first since
 	 * an evicted buffer leaves the ring. */
-	while (n-- && b && total_buffers(c) > retain && total_buffers(c) > c->minimum_buffers) {
+	while (n-- && b && cached_buffers(c) > retain && cached_buffers(c) > c->minimum_buffers) {
 		struct bufio_buffer *next = b->lru_next;
 		uint32_t last = atomic_load_explicit(&b->last_accessed, memory_order_relaxed);
 		if (now - last >= max_age)

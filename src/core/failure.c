@@ -115,7 +115,7 @@ bool backing_off(struct bufio_client *c)
 /* Dirty buffers not being written: what a retry would write. */
 static bool dirty_waiting(struct bufio_client *c)
 {
-	return c->n_buffers[LIST_DIRTY] > c->n_writing;
+	return c->n_buffers[LIST_DIRTY] > 0;
 }
 
 bool claim_retry(struct bufio_client *c, uint64_t now_ms)

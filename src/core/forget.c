@@ -67,9 +67,9 @@ void bufio_forget(struct bufio_client *c, uint64_t block)
 static uint64_t *cached_in_range(struct bufio_client *c, uint64_t block, uint64_t end, size_t *n)
 {
 	pthread_mutex_lock(&c->lock);
-	size_t cap = c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY], k = 0;
+	size_t cap = cached_buffers(c), k = 0;
 	uint64_t *v = malloc((cap + 1) * sizeof(*v));
-	for (int l = 0; v && l < 2; l++) {
+	for (int l = 0; v && l < NR_LISTS; l++) {
 		struct bufio_buffer *head = c->lru[l], *b = head;
 		if (!head)
 			continue;
@@ -90,7 +90,7 @@ void bufio_forget_buffers(struct bufio_client *c, uint64_t block, uint64_t n_blo
 	if (end > c->n_blocks || end < block)
 		end = c->n_blocks;
 	pthread_mutex_lock(&c->lock);
-	uint64_t cached = c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY];
+	uint64_t cached = cached_buffers(c);
 	pthread_mutex_unlock(&c->lock);
 	if (block >= end)
 		return;

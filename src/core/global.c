@@ -174,7 +174,7 @@ void global_enforce_budget(void)
 			uint64_t nr = (over + c->block_size - 1) / c->block_size;
 			pthread_mutex_lock(&c->lock);
 			uint64_t n = evict_clock(c, nr, ST_EVICT_BUDGET);
-			bool dirty = c->n_buffers[LIST_DIRTY] > c->n_writing;
+			bool dirty = c->n_buffers[LIST_DIRTY] > 0;
 			pthread_mutex_unlock(&c->lock);
 			/* Nothing clean left to drop: write dirty buffers so
 			 * they can go once clean; their completions kick us. */

@@ -49,7 +49,12 @@
 #define HOLD_MASK     (HOLD_DEAD - 1)
 #define hold_count(b) (atomic_load(&(b)->hold) & HOLD_MASK)
 
-enum { LIST_CLEAN = 0, LIST_DIRTY = 1, LIST_NONE = 2 };
+/*
+ * The rings a cached buffer is on: clean, dirty (waiting for write-back), or
+ * writing (a write in flight, whether or not it was dirtied again since), so
+ * write-back walks only what it may submit.
+ */
+enum { LIST_CLEAN = 0, LIST_DIRTY = 1, LIST_WRITING = 2, NR_LISTS = 3, LIST_NONE = NR_LISTS };
 
 /*
  * A cached block. Kept small (the metadata target is <= 96 bytes including
@@ -175,8 +180,8 @@ struct bufio_client {
 
 	/* Everything below is protected by lock. */
 	pthread_mutex_t lock;
-	struct bufio_buffer *lru[2]; /* CLOCK rings; the head is the hand */
-	uint64_t n_buffers[2];
+	struct bufio_buffer *lru[NR_LISTS]; /* CLOCK rings; the head is the hand */
+	uint64_t n_buffers[NR_LISTS];
 	uint64_t n_reading, n_writing; /* atomically updated, read for stats */
 	struct bufio_buffer *reserve;  /* linked by hash_next */
 	unsigned need_reserved;
@@ -365,6 +370,12 @@ uint64_t next_retry(struct bufio_client *c);
 
 /*---- evict.c ----*/
 /* Evict up to @nr clean buffers in CLOCK order; client lock held. */
+/* Buffers on any ring; client lock held. */
+static inline uint64_t cached_buffers(const struct bufio_client *c)
+{
+	return c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY] + c->n_buffers[LIST_WRITING];
+}
+
 uint64_t evict_clock(struct bufio_client *c, uint64_t nr, enum stat_id reason);
 void evict_old(struct bufio_client *c, uint32_t now, unsigned max_age);
 struct bufio_buffer *reuse_unclaimed(struct bufio_client *c); /* client lock held */

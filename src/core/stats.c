@@ -114,7 +114,8 @@ void bufio_get_stats(struct bufio_client *c, struct bufio_stats *out)
 
 	pthread_mutex_lock(&c->lock);
 	out->buffers_clean = c->n_buffers[LIST_CLEAN];
-	out->buffers_dirty = c->n_buffers[LIST_DIRTY];
+	/* as before the writing ring existed: dirty until known written */
+	out->buffers_dirty = c->n_buffers[LIST_DIRTY] + c->n_buffers[LIST_WRITING];
 	out->buffers_writing = c->n_writing;
 	out->write_failures = c->wb_failures;
 	pthread_mutex_unlock(&c->lock);

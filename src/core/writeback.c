@@ -29,9 +29,10 @@ void bufio_mark_partial_buffer_dirty(struct bufio_buffer *b, unsigned start, uns
 		b->dirty_since = bufio_now();
 		/* A buffer still being written keeps the stamp of the data in
 		 * flight; the completion restamps it (see write_done). */
-		if (!(st & B_WRITING))
+		if (!(st & B_WRITING)) {
 			b->dirty_seq = ++c->dirty_seq;
-		lru_relink(b, LIST_DIRTY);
+			lru_relink(b, LIST_DIRTY);
+		}
 	} else {
 		if (start < b->dirty_start)
 			b->dirty_start = start;
@@ -88,14 +89,14 @@ static void write_done(struct bufio_io *io, int res)
 		/* A fresh stamp: a write_dirty_buffers waiting on this data
 		 * has its error and must not spin retrying it. */
 		b->dirty_seq = ++c->dirty_seq;
+		lru_relink(b, LIST_DIRTY);
 	} else {
 		b->io_error = 0;
 		if (st & B_DIRTY)
 			/* Re-dirtied while in flight: what was dirty before
 			 * the submission is on the backend now. */
 			b->dirty_seq = cio->sub_seq;
-		else
-			lru_relink(b, LIST_CLEAN);
+		lru_relink(b, (st & B_DIRTY) ? LIST_DIRTY : LIST_CLEAN);
 	}
 	c->n_writing--;
 	unsigned nev = attempt_io_done(c, cio, res, ev, &kick);
@@ -130,6 +131,7 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 	cio->sub_seq = ++c->dirty_seq;
 	cio->sync = false;
 	c->n_writing++;
+	lru_relink(b, LIST_WRITING);
 
 	io->op = BUFIO_OP_WRITE;
 	io->buf = b->data + ws;
@@ -168,11 +170,12 @@ static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool li
                         uint32_t seq_limit, uint32_t older_than, bool background)
 {
 	unsigned n = 0;
-	struct bufio_buffer *head = c->lru[LIST_DIRTY];
-	if (!head)
-		return 0;
-	struct bufio_buffer *b = head;
-	do {
+	uint64_t left = c->n_buffers[LIST_DIRTY];
+	struct bufio_buffer *b = c->lru[LIST_DIRTY];
+	/* Submitted buffers leave the ring for the writing one; the count
+	 * taken first still visits each of the others exactly once. */
+	for (; left; left--) {
+		struct bufio_buffer *next = b->lru_next;
 		unsigned st = atomic_load(&b->state);
 		bool want = (st & B_DIRTY) && !(st & B_WRITING);
 		if (want && limited && !seq_le(b->dirty_seq, seq_limit))
@@ -192,8 +195,8 @@ static unsigned collect(struct bufio_client *c, struct bufio_plug *plug, bool li
 				n++;
 			}
 		}
-		b = b->lru_next;
-	} while (b != head);
+		b = next;
+	}
 	return n;
 }
 
@@ -267,24 +270,31 @@ void bufio_write_dirty_buffers_async(struct bufio_client *c)
 	writeback_async(c, false);
 }
 
-/* A buffer with data from before @seq still being written, held; or NULL. */
+/*
+ * A buffer with data from before @seq still being written, held; or NULL,
+ * with *pending set when such data is dirty but not yet submitted.
+ */
 static struct bufio_buffer *find_old_writing(struct bufio_client *c, uint32_t seq, bool *pending)
 {
-	struct bufio_buffer *head = c->lru[LIST_DIRTY], *b = head;
-	if (!head)
-		return NULL;
-	do {
-		unsigned st = atomic_load(&b->state);
+	struct bufio_buffer *b = c->lru[LIST_WRITING];
+	for (uint64_t n = c->n_buffers[LIST_WRITING]; n; n--, b = b->lru_next)
 		if (seq_le(b->dirty_seq, seq)) {
-			if (st & B_WRITING) {
-				buffer_hold(b);
-				return b;
-			}
-			if (st & B_DIRTY)
-				*pending = true;
+			buffer_hold(b);
+			return b;
 		}
-		b = b->lru_next;
-	} while (b != head);
+	b = c->lru[LIST_DIRTY];
+	for (uint64_t n = c->n_buffers[LIST_DIRTY]; n; n--, b = b->lru_next) {
+		unsigned st = atomic_load(&b->state);
+		if (!seq_le(b->dirty_seq, seq))
+			continue;
+		/* Completed and back on this ring, its bit not yet cleared. */
+		if (st & B_WRITING) {
+			buffer_hold(b);
+			return b;
+		}
+		if (st & B_DIRTY)
+			*pending = true;
+	}
 	return NULL;
 }
 
