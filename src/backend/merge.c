@@ -89,38 +89,56 @@ static bool mergeable(const struct bufio_io *a, const struct bufio_io *b)
 	       a->offset + a->len == b->offset;
 }
 
-/* Merge sort of a ->next list by (op, offset); stable. */
-static struct bufio_io *sort_ios(struct bufio_io *l)
+static bool io_before(const struct bufio_io *a, const struct bufio_io *b)
 {
-	struct bufio_io *a = NULL, *b = NULL, **at = &a, **bt = &b, *out = NULL, **ot = &out;
-	bool to_a = true;
+	return a->op < b->op || (a->op == b->op && a->offset < b->offset);
+}
 
-	if (!l || !l->next)
-		return l;
-	while (l) { /* split by alternation */
-		struct bufio_io *next = l->next;
+/* Merge two sorted lists; on ties @a (the older) goes first. */
+static struct bufio_io *merge_lists(struct bufio_io *a, struct bufio_io *b)
+{
+	struct bufio_io *out = NULL, **ot = &out;
 
-		*(to_a ? at : bt) = l;
-		if (to_a)
-			at = &l->next;
-		else
-			bt = &l->next;
-		to_a = !to_a;
-		l = next;
-	}
-	*at = NULL;
-	*bt = NULL;
-	a = sort_ios(a);
-	b = sort_ios(b);
 	while (a && b) {
-		struct bufio_io **pick =
-		    (b->op < a->op || (b->op == a->op && b->offset < a->offset)) ? &b : &a;
+		struct bufio_io **pick = io_before(b, a) ? &b : &a;
 
 		*ot = *pick;
 		ot = &(*pick)->next;
 		*pick = (*pick)->next;
 	}
 	*ot = a ? a : b;
+	return out;
+}
+
+/*
+ * Stable natural merge sort of a ->next list by (op, offset). Concurrent
+ * sequential writers leave their blocks in long ascending runs, so the list
+ * is cut into its runs, which are merged like a binary counter: level i
+ * holds 2^i runs merged.
+ */
+static struct bufio_io *sort_ios(struct bufio_io *l)
+{
+	struct bufio_io *level[64] = {NULL}, *out = NULL;
+
+	while (l) {
+		struct bufio_io *run = l, *carry;
+		unsigned i = 0;
+
+		while (l->next && !io_before(l->next, l))
+			l = l->next;
+		carry = run;
+		run = l->next;
+		l->next = NULL;
+		l = run;
+		for (; i < 63 && level[i]; i++) {
+			carry = merge_lists(level[i], carry);
+			level[i] = NULL;
+		}
+		level[i] = i == 63 && level[i] ? merge_lists(level[i], carry) : carry;
+	}
+	for (unsigned i = 0; i < 64; i++)
+		if (level[i])
+			out = merge_lists(level[i], out);
 	return out;
 }
 
