@@ -82,6 +82,9 @@ static struct io_uring_sqe *get_sqe(struct be_uring *u)
 	return sqe;
 }
 
+/* Vectored writes from this size on are issued by the kernel's io-wq threads. */
+#define ASYNC_WRITE_BYTES (256u << 10)
+
 /* Prepare the (remaining part of the) io in slot @r. Called with the lock held. */
 static void prep(struct be_uring *u, struct uring_req *r)
 {
@@ -100,6 +103,11 @@ static void prep(struct be_uring *u, struct uring_req *r)
 		break;
 	case BUFIO_OP_WRITE | BE_IO_VEC:
 		io_uring_prep_writev(sqe, u->f.fd, iov, nvec, io->offset + r->done);
+		/* Issuing a large O_DIRECT write pins every page of it, in the
+		 * submitter's thread: that made the one write-back thread the
+		 * limit of a streaming writer. io-wq threads issue it instead. */
+		if (rest >= ASYNC_WRITE_BYTES)
+			sqe->flags |= IOSQE_ASYNC;
 		break;
 	case BUFIO_OP_READ:
 		io_uring_prep_read(sqe, u->f.fd, (char *)io->buf + r->done, chunk,
