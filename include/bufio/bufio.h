@@ -368,13 +368,15 @@ void bufio_clear_stats(struct bufio_client *c);
  *--------------------------------------------------------------*/
 
 /*
- * Budget for all clients together. 0 selects the default, 2% of RAM (the
- * cgroup limit if lower). Lowering it evicts down to the new budget at once
+ * Budget for all clients together: the memory of cached buffers, their data
+ * and metadata (descriptor, aux data, index slot), which a writer may exceed
+ * by 1/64 before it waits for write-back. 0 selects the default, 2% of RAM
+ * (the cgroup limit if lower). Lowering it evicts down to the new budget at once
  * (clean buffers; dirty ones are written back first). Returns 0 or -EINVAL.
  *
  * In a memory cgroup the budget in force is also capped to what the cache
  * can take without an OOM kill: the limit less the cgroup's other usage
- * (reclaimable page cache aside), less limit / 8 + 16 MiB, less the 1/8 a
+ * (reclaimable page cache aside), less limit / 8 + 16 MiB, less the 1/64 a
  * writer may overshoot the budget by. The cap follows the usage; a setting
  * above it is kept and applies again when there is room.
  */
@@ -390,6 +392,7 @@ unsigned bufio_get_max_age(void);
 int bufio_set_retain_bytes(uint64_t bytes);
 uint64_t bufio_get_retain_bytes(void);
 
+/* Memory charged to the budget now: data and metadata of every buffer. */
 uint64_t bufio_get_current_allocated(void);
 uint64_t bufio_get_peak_allocated(void);
 void bufio_reset_peak_allocated(void); /* peak := current */

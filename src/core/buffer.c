@@ -96,7 +96,7 @@ static struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
 	}
 	b->c = c;
 	b->list = LIST_NONE;
-	global_account(c->block_size);
+	global_account(c->charge);
 	return b;
 }
 
@@ -104,7 +104,7 @@ void buffer_destroy_mem(struct bufio_buffer *b)
 {
 	struct bufio_client *c = b->c;
 	data_put(&c->data, b->data);
-	global_account(-(int64_t)c->block_size);
+	global_account(-(int64_t)c->charge);
 	slab_free(&c->slab, b);
 }
 
@@ -171,10 +171,12 @@ struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 	struct bufio_buffer *b = NULL;
 
 	if (global_over_budget()) {
-		global_kick(KICK_BUDGET);
+		/* Reusing one of our own keeps the memory as it is; only when
+		 * there is none must the worker free memory elsewhere. */
 		b = reuse_or_throttle(c);
 		if (b)
 			goto got;
+		global_kick(KICK_BUDGET);
 	}
 	b = buffer_new_mem(c);
 	if (b)

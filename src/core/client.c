@@ -59,6 +59,7 @@ static int client_init(struct bufio_client *c, unsigned reserved)
 	r = slab_init(&c->slab, sizeof(struct bufio_buffer) + c->aux_size);
 	if (!r)
 		r = data_init(&c->data, c->block_size, c->data_align);
+	c->charge = (unsigned)(c->data.stride + c->slab.obj_size + sizeof(void *));
 	if (!r)
 		r = io_reserve_init(c, IO_RESERVE);
 	if (!r)

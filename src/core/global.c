@@ -122,6 +122,7 @@ static void refresh_cache_size(void)
 	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
 	struct cg_memory cg = cgroup_memory();
 	bool limited = cg.limit && cg.limit < ram;
+	atomic_store(&bufio_g.cg_limited, limited);
 	uint64_t size = atomic_load(&bufio_g.cache_size_setting);
 	if (!size)
 		size = (limited ? cg.limit : ram) / 100 * BUFIO_MEMORY_PERCENT;
@@ -139,8 +140,15 @@ static void refresh_cache_size(void)
 
 /*---- the background worker ----*/
 
+/* How often the worker re-reads the memory cgroup's limit and usage. */
+#define REFRESH_MS 100
+
 void global_kick(unsigned what)
 {
+	/* Already asked and not yet taken: the worker will see it. Writers
+	 * over the budget kick per allocation; this keeps them off the lock. */
+	if ((atomic_load(&bufio_g.kick) & what) == what)
+		return;
 	pthread_mutex_lock(&worker_lock);
 	bufio_g.kick |= what;
 	pthread_cond_signal(&bufio_g.worker_cond);
@@ -171,7 +179,7 @@ void global_enforce_budget(void)
 			if (atomic_load(&bufio_g.current) <= target)
 				return;
 			uint64_t over = atomic_load(&bufio_g.current) - target;
-			uint64_t nr = (over + c->block_size - 1) / c->block_size;
+			uint64_t nr = (over + c->charge - 1) / c->charge;
 			pthread_mutex_lock(&c->lock);
 			uint64_t n = evict_clock(c, nr, ST_EVICT_BUDGET);
 			bool dirty = c->n_buffers[LIST_DIRTY] > 0;
@@ -184,6 +192,18 @@ void global_enforce_budget(void)
 		}
 		if (!progress)
 			return;
+	}
+}
+
+/* Write back what the dirty ratio asks for; global lock held. */
+static void ratio_writeback(void)
+{
+	for (struct bufio_client *c = bufio_g.clients; c; c = c->g_next) {
+		pthread_mutex_lock(&c->lock);
+		bool wb = writeback_needed(c);
+		pthread_mutex_unlock(&c->lock);
+		if (wb)
+			writeback_async(c, true);
 	}
 }
 
@@ -228,6 +248,9 @@ static void worker_wait(uint32_t next, uint64_t retry_ms)
 	uint64_t deadline = bufio_now_ms() + (next > now ? next - now : 0) * 1000ull;
 	if (retry_ms && retry_ms < deadline)
 		deadline = retry_ms;
+	/* In a memory cgroup, the neighbours' usage moves the cap. */
+	if (atomic_load(&bufio_g.cg_limited) && bufio_g.next_refresh_ms < deadline)
+		deadline = bufio_g.next_refresh_ms;
 	struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
 	                      .tv_nsec = (long)(deadline % 1000) * 1000000};
 	pthread_cond_timedwait(&bufio_g.worker_cond, &worker_lock, &ts);
@@ -255,11 +278,21 @@ static void *worker_main(void *arg)
 		if (shrink)
 			bufio_shrink(shrink);
 		pthread_mutex_lock(&bufio_g.lock);
-		if (age || dirty || retry || (kick & KICK_WRITEBACK))
+		if (age || dirty || retry)
 			cleanup_pass(now, age);
-		else if (kick & KICK_BUDGET)
+		else if (kick & KICK_WRITEBACK)
+			ratio_writeback();
+		if (kick & KICK_BUDGET)
 			global_enforce_budget();
-		refresh_cache_size();
+		/* The cgroup's usage comes from files: read it every
+		 * REFRESH_MS, not on every kick of a busy writer, and follow a
+		 * lower cap at once. */
+		if (bufio_now_ms() >= bufio_g.next_refresh_ms) {
+			refresh_cache_size();
+			bufio_g.next_refresh_ms = bufio_now_ms() + REFRESH_MS;
+			if (global_over_budget())
+				global_enforce_budget();
+		}
 		if (dirty || age)
 			next_dirty = now + dirty_check_period();
 		retry_ms = earliest_retry();

@@ -23,8 +23,9 @@
 #define BUFIO_WRITE_ALIGN          4096
 #define BUFIO_DEFAULT_DIRTY_EXPIRE 30
 #define BUFIO_MEMORY_PERCENT       2
-/* A writer more than budget / BUFIO_HARD_LIMIT_RATIO over the budget waits. */
-#define BUFIO_HARD_LIMIT_RATIO 8
+/* A writer more than budget / BUFIO_HARD_LIMIT_RATIO over the budget waits:
+ * small, since the overshoot is resident memory beyond the budget. */
+#define BUFIO_HARD_LIMIT_RATIO 64
 /* Of a cgroup's limit, never given to the cache: limit / 8 plus this. */
 #define BUFIO_CGROUP_MARGIN      (16ull << 20)
 #define BUFIO_RETRY_MIN_SECS     1 /* backoff after a failed write attempt */
@@ -166,6 +167,9 @@ struct bufio_client {
 	unsigned block_size;
 	unsigned aux_size;
 	unsigned data_align;
+	/* What one buffer costs the budget: its data, descriptor and index
+	 * slot, so the budget bounds the memory and not only the data. */
+	unsigned charge;
 	atomic_int mode;     /* enum bufio_mode; written under lock */
 	uint64_t start_byte; /* sector offset in bytes */
 	uint64_t n_blocks;
@@ -400,8 +404,10 @@ struct bufio_global {
 	pthread_t worker;
 	bool worker_running;
 	pthread_cond_t worker_cond;
-	unsigned kick;           /* KICK_* bits, under lock */
-	uint64_t shrink_request; /* bytes, from the pressure watcher */
+	atomic_uint kick;         /* KICK_* bits, set under lock; read early without */
+	uint64_t next_refresh_ms; /* next budget refresh (worker) */
+	atomic_bool cg_limited;   /* the last refresh found a memory cgroup limit */
+	uint64_t shrink_request;  /* bytes, from the pressure watcher */
 };
 #define KICK_BUDGET    1u
 #define KICK_WRITEBACK 2u
