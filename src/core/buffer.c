@@ -120,12 +120,6 @@ static void reset_buffer(struct bufio_buffer *b)
 	atomic_store(&b->accessed, 0);
 }
 
-static bool far_over_budget(void)
-{
-	uint64_t size = atomic_load(&bufio_g.cache_size);
-	return atomic_load(&bufio_g.current) > size + size / BUFIO_HARD_LIMIT_RATIO;
-}
-
 /*
  * Over budget: reuse one of our own clean buffers. Far over budget with
  * nothing clean, write our dirty buffers and wait for one to come clean, so
@@ -138,7 +132,7 @@ static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c)
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct bufio_buffer *b = reuse_unclaimed(c);
-		if (b || !far_over_budget()) {
+		if (b || !global_far_over_budget()) {
 			pthread_mutex_unlock(&c->lock);
 			return b;
 		}

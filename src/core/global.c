@@ -39,6 +39,12 @@ bool global_over_budget(void)
 	       atomic_load_explicit(&bufio_g.cache_size, memory_order_relaxed);
 }
 
+bool global_far_over_budget(void)
+{
+	uint64_t size = atomic_load(&bufio_g.cache_size);
+	return atomic_load(&bufio_g.current) > size + size / BUFIO_HARD_LIMIT_RATIO;
+}
+
 /* Read one unsigned number from a file; 0 if absent or "max". */
 static uint64_t read_u64_file(const char *path)
 {

@@ -418,6 +418,9 @@ extern struct bufio_global bufio_g;
 
 void global_account(int64_t bytes);
 bool global_over_budget(void);
+/* Over by more than a writer may overshoot: only a lowered budget or
+ * writers waiting for write-back get here. */
+bool global_far_over_budget(void);
 void global_kick(unsigned what);
 /* Start the worker and pressure watcher once per process. */
 void global_start(void);

@@ -109,9 +109,13 @@ static void write_done(struct bufio_io *io, int res)
 		global_kick(KICK_RETRY);
 	/* @b may be evicted as soon as the bit is clear: last touch. */
 	buffer_clear_wake(b, B_WRITING);
-	/* No budget kick: a writer over the budget reuses this buffer now
-	 * that it is clean (or kicks the worker itself when it cannot). */
+	/* A writer just over the budget reuses this buffer now that it is
+	 * clean; only far over it (a lowered budget, writers waiting) must the
+	 * worker free memory. Kicking on every completion made it evict what
+	 * writers were about to reuse. */
 	wake_free_waiters(c);
+	if (global_far_over_budget())
+		global_kick(KICK_BUDGET);
 	completion_end(c);
 }
 
