@@ -120,18 +120,67 @@ static void reset_buffer(struct bufio_buffer *b)
 	atomic_store(&b->accessed, 0);
 }
 
+/* Clean buffers one over-budget allocation detaches at once for reuse. */
+#define STASH_BATCH 8
+
+/* The calling thread's own slot, whose stash only it touches; NULL if shared. */
+static struct stat_slot *own_slot(struct bufio_client *c)
+{
+	unsigned id = stat_slot_id();
+	return id < NSLOTS_OWN ? &c->slots[id] : NULL;
+}
+
+static struct bufio_buffer *stash_pop(struct stat_slot *s)
+{
+	struct bufio_buffer *b = s ? s->stash : NULL;
+	if (b) {
+		s->stash = b->hash_next;
+		s->n_stash--;
+	}
+	return b;
+}
+
+/*
+ * A streaming writer over the budget reuses a buffer per block; taking the
+ * client lock and sweeping the ring for each one made that lock the most
+ * contended in the process. Detach a few more while we hold it. Client
+ * lock held.
+ */
+static void stash_fill(struct bufio_client *c, struct stat_slot *s)
+{
+	while (s && s->n_stash < STASH_BATCH - 1) {
+		struct bufio_buffer *b = reuse_unclaimed(c);
+		if (!b)
+			break;
+		b->hash_next = s->stash;
+		s->stash = b;
+		s->n_stash++;
+	}
+}
+
+void stash_drain(struct bufio_client *c)
+{
+	for (unsigned i = 0; i < NSLOTS_OWN; i++) {
+		struct bufio_buffer *b;
+		while ((b = stash_pop(&c->slots[i])))
+			buffer_destroy_mem(b);
+	}
+}
+
 /*
  * Over budget: reuse one of our own clean buffers. Far over budget with
  * nothing clean, write our dirty buffers and wait for one to come clean, so
  * a fast writer cannot grow the cache without bound; the wait always ends
  * because it only happens while our writes are in flight.
  */
-static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c)
+static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c, struct stat_slot *slot)
 {
 	bool wrote = false;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct bufio_buffer *b = reuse_unclaimed(c);
+		if (b)
+			stash_fill(c, slot);
 		if (b || !global_far_over_budget()) {
 			pthread_mutex_unlock(&c->lock);
 			return b;
@@ -162,12 +211,15 @@ static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c)
  */
 struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 {
-	struct bufio_buffer *b = NULL;
+	struct stat_slot *slot = own_slot(c);
+	struct bufio_buffer *b = stash_pop(slot);
 
+	if (b)
+		goto got;
 	if (global_over_budget()) {
 		/* Reusing one of our own keeps the memory as it is; only when
 		 * there is none must the worker free memory elsewhere. */
-		b = reuse_or_throttle(c);
+		b = reuse_or_throttle(c, slot);
 		if (b)
 			goto got;
 		global_kick(KICK_BUDGET);

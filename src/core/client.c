@@ -168,6 +168,7 @@ static void drop_all(struct bufio_client *c)
 			buffer_destroy_mem(b);
 		}
 	}
+	stash_drain(c);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -142,6 +142,11 @@ enum stat_id {
 
 struct stat_slot {
 	_Atomic int64_t v[ST_COUNT];
+	/* Owned slots only: clean buffers this thread detached for reuse in
+	 * one batch and has not used yet (linked by hash_next, accounted in
+	 * the budget). See buffer_alloc. */
+	struct bufio_buffer *stash;
+	unsigned n_stash;
 } __attribute__((aligned(64)));
 
 /* Per-client slab of buffer descriptors. */
@@ -267,8 +272,10 @@ struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block);
 
 /*---- buffer.c: allocation, lists, freeing ----*/
 struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait);
-void buffer_free(struct bufio_buffer *b);        /* client lock held */
-void buffer_destroy_mem(struct bufio_buffer *b); /* really free; no lock needed */
+void buffer_free(struct bufio_buffer *b); /* client lock held */
+void buffer_destroy_mem(struct bufio_buffer *b);
+/* Free every slot's stash; client lock held, no other user of the client. */
+void stash_drain(struct bufio_client *c);        /* really free; no lock needed */
 void lru_link(struct bufio_buffer *b, int list); /* client lock held */
 void lru_unlink(struct bufio_buffer *b);         /* client lock held */
 void lru_relink(struct bufio_buffer *b, int list);
@@ -418,6 +425,8 @@ extern struct bufio_global bufio_g;
 
 void global_account(int64_t bytes);
 bool global_over_budget(void);
+/* At or above the low watermark the worker evicts down to. */
+bool global_near_budget(void);
 /* Over by more than a writer may overshoot: only a lowered budget or
  * writers waiting for write-back get here. */
 bool global_far_over_budget(void);
