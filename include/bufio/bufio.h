@@ -61,9 +61,9 @@ struct bufio_buffer;
  */
 #define BUFIO_MAX_BLOCK_SIZE (64u << 20)
 struct bufio_client *bufio_client_create(struct bufio_backend *be, unsigned block_size,
-					 unsigned reserved_buffers, unsigned aux_size,
-					 void (*alloc_callback)(struct bufio_buffer *),
-					 void (*write_callback)(struct bufio_buffer *));
+                                         unsigned reserved_buffers, unsigned aux_size,
+                                         void (*alloc_callback)(struct bufio_buffer *),
+                                         void (*write_callback)(struct bufio_buffer *));
 
 /*
  * Write back every dirty buffer, flush the backend, then free everything.
@@ -139,6 +139,12 @@ void bufio_wait_writeback(struct bufio_buffer *b);
  * bufio_write_dirty_buffers guarantees it is on the backend when it returns.
  */
 void bufio_mark_buffer_dirty(struct bufio_buffer *b);
+
+/*
+ * bufio_mark_buffer_dirty for @n held buffers of one client at once, under
+ * one acquisition of the client lock (a writer of many blocks per request).
+ */
+void bufio_mark_buffers_dirty(struct bufio_buffer **bufs, unsigned n);
 
 /*
  * Mark bytes [@start, @end) of the held buffer dirty. Ranges accumulate to
@@ -299,11 +305,11 @@ enum bufio_event_type {
 
 struct bufio_event {
 	enum bufio_event_type type;
-	int error;              /* WRITE_FAILED: a failed write's negative errno */
-	uint64_t offset;        /* WRITE_FAILED: its byte offset on the backend */
-	unsigned failures;      /* consecutive failed attempts, this one included
-	                           (RECOVERED: how many there had been) */
-	unsigned retry_seconds; /* WRITE_FAILED: background retry in this long */
+	int error;                          /* WRITE_FAILED: a failed write's negative errno */
+	uint64_t offset;                    /* WRITE_FAILED: its byte offset on the backend */
+	unsigned failures;                  /* consecutive failed attempts, this one included
+	                                       (RECOVERED: how many there had been) */
+	unsigned retry_seconds;             /* WRITE_FAILED: background retry in this long */
 	enum bufio_mode old_mode, new_mode; /* MODE */
 };
 
@@ -325,33 +331,33 @@ void bufio_set_event_callback(struct bufio_client *c, bufio_event_fn fn, void *a
 /* Counters (since creation or bufio_clear_stats) and gauges (now). */
 struct bufio_stats {
 	/* counters */
-	uint64_t hits;            /* read/get/new found the block cached and ready */
-	uint64_t misses;          /* read/new created the buffer or waited for its read */
-	uint64_t reads;           /* backend reads submitted */
+	uint64_t hits;   /* read/get/new found the block cached and ready */
+	uint64_t misses; /* read/new created the buffer or waited for its read */
+	uint64_t reads;  /* backend reads submitted */
 	uint64_t read_bytes;
-	uint64_t writes;          /* backend writes submitted */
+	uint64_t writes; /* backend writes submitted */
 	uint64_t write_bytes;
-	uint64_t writebacks;      /* writes started by background write-back */
+	uint64_t writebacks; /* writes started by background write-back */
 	uint64_t flushes;
 	uint64_t discards;
-	uint64_t prefetches;      /* blocks whose read was started by prefetch */
+	uint64_t prefetches; /* blocks whose read was started by prefetch */
 	uint64_t read_errors;
 	uint64_t write_errors;
-	uint64_t evict_budget;    /* evicted by the global memory budget */
-	uint64_t evict_age;       /* evicted by max_age_seconds */
-	uint64_t evict_pressure;  /* evicted under memory pressure */
-	uint64_t evict_forget;    /* forgotten (forget, drop_caches, discard) */
-	uint64_t evict_reuse;     /* reused for another block in place */
-	uint64_t alloc_failures;  /* buffer allocations that failed */
-	uint64_t reserve_used;    /* times the reserve supplied a buffer */
+	uint64_t evict_budget;   /* evicted by the global memory budget */
+	uint64_t evict_age;      /* evicted by max_age_seconds */
+	uint64_t evict_pressure; /* evicted under memory pressure */
+	uint64_t evict_forget;   /* forgotten (forget, drop_caches, discard) */
+	uint64_t evict_reuse;    /* reused for another block in place */
+	uint64_t alloc_failures; /* buffer allocations that failed */
+	uint64_t reserve_used;   /* times the reserve supplied a buffer */
 	/* gauges */
 	uint64_t buffers_clean;
 	uint64_t buffers_dirty;
 	uint64_t buffers_reading;
 	uint64_t buffers_writing;
 	uint64_t buffers_held;
-	uint64_t bytes_cached;    /* buffers * block size */
-	uint64_t write_failures;  /* consecutive failed write attempts (0 after a success) */
+	uint64_t bytes_cached;   /* buffers * block size */
+	uint64_t write_failures; /* consecutive failed write attempts (0 after a success) */
 };
 
 /* Fill @out. Cheap (no client-wide lock on the hot path); never blocks long. */
@@ -381,8 +387,8 @@ void bufio_clear_stats(struct bufio_client *c);
  * above it is kept and applies again when there is room.
  */
 int bufio_set_max_cache_size(uint64_t bytes);
-uint64_t bufio_get_max_cache_size(void);          /* as set (0 = default) */
-uint64_t bufio_get_effective_cache_size(void);    /* the budget in force */
+uint64_t bufio_get_max_cache_size(void);       /* as set (0 = default) */
+uint64_t bufio_get_effective_cache_size(void); /* the budget in force */
 
 /* Buffers unused for longer are freed by the periodic pass (default 300). */
 int bufio_set_max_age(unsigned seconds);

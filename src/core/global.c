@@ -39,6 +39,13 @@ bool global_over_budget(void)
 	       atomic_load_explicit(&bufio_g.cache_size, memory_order_relaxed);
 }
 
+bool global_near_budget(void)
+{
+	uint64_t size = atomic_load_explicit(&bufio_g.cache_size, memory_order_relaxed);
+	return atomic_load_explicit(&bufio_g.current, memory_order_relaxed) >=
+	       size - size / BUFIO_LOW_WATERMARK_RATIO;
+}
+
 bool global_far_over_budget(void)
 {
 	uint64_t size = atomic_load(&bufio_g.cache_size);

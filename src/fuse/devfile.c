@@ -235,8 +235,9 @@ static unsigned chunk_blocks(unsigned bs)
 }
 
 /*
- * Copy @src (NULL: zeroes) into block i of @s and mark it dirty. Whole
- * blocks need no read; partial ones are read-modify-written.
+ * Copy @src (NULL: zeroes) into block i of @s. Whole blocks need no read and
+ * are marked dirty by the caller, all at once; partial ones are
+ * read-modify-written and marked here.
  */
 static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, const char *src,
                       struct bufio_buffer **bp)
@@ -260,11 +261,23 @@ static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, c
 		memcpy(data + start, src, end - start);
 	else
 		memset(data + start, 0, end - start);
-	if (whole)
-		bufio_mark_buffer_dirty(*bp);
-	else
+	if (!whole)
 		bufio_mark_partial_buffer_dirty(*bp, start, end);
 	return 0;
+}
+
+/* Mark the whole blocks among the first @n of @s dirty (the edges are). */
+static void mark_whole(struct fs_device *dev, const struct span *s, struct bufio_buffer **bufs,
+                       unsigned n)
+{
+	unsigned bs = dev->spec.block_size, first = 0, end = n;
+
+	if (n && s->head)
+		first = 1;
+	if (end > first && end == s->n && s->tail != bs)
+		end--;
+	if (end > first)
+		bufio_mark_buffers_dirty(bufs + first, end - first);
 }
 
 /*
@@ -315,6 +328,7 @@ static ssize_t write_chunk(struct fs_device *dev, const char *src, size_t size, 
 			break;
 		bytes += end - start;
 	}
+	mark_whole(dev, &s, bufs, done);
 	ok = done;
 	if (through && done) {
 		int werr = 0;

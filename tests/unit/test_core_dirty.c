@@ -273,6 +273,77 @@ END_TEST
 
 /*---------------------------------------------------------------- write-back ratio */
 
+START_TEST(test_mark_many)
+{
+	/* bufio_mark_buffers_dirty marks every buffer, whole, like one by one */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
+	struct bufio_client *c = quiet_client(m, bs);
+	struct bufio_buffer *bufs[16];
+	for (unsigned i = 0; i < 16; i++) {
+		void *p = bufio_new(c, 20 + i, &bufs[i]);
+		ck_assert_ptr_nonnull(p);
+		fill_pattern(p, bs, 20 + i, 9);
+	}
+	bufio_mark_buffers_dirty(bufs, 16);
+	bufio_mark_buffers_dirty(bufs, 0);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 16);
+	for (unsigned i = 0; i < 16; i++)
+		bufio_release(bufs[i]);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 0);
+	unsigned char *d = be_memory_data(m);
+	for (unsigned i = 0; i < 16; i++)
+		ck_assert(check_pattern(d + (20 + i) * bs, bs, 20 + i, 9));
+	ck_assert(check_pattern(d + 36 * bs, bs, 36, 1));
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_writeback_at_budget)
+{
+	/*
+	 * With the cache at its budget, write-back does not wait for the ratio:
+	 * 16 dirty against 240 clean (far below 3x) are written once they are
+	 * 1/64 of the cache, so new blocks find clean buffers to reuse.
+	 */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(1024, bs, 512, 1);
+	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
+	read_range(c, 512, 256, 1);
+	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
+	for (uint64_t i = 0; i < 16; i++)
+		dirty_block(c, i, 5);
+	ck_assert_msg(WAIT_UNTIL(stats(c).writebacks > 0, 10),
+	              "no write-back at the budget with %llu dirty, %llu clean",
+	              (unsigned long long)stats(c).buffers_dirty,
+	              (unsigned long long)stats(c).buffers_clean);
+	/* what is left is below the 1/64 that starts a write (by age later) */
+	ck_assert(WAIT_UNTIL(
+	    stats(c).buffers_dirty < (stats(c).buffers_clean + stats(c).buffers_dirty) / 64, 10));
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	unsigned char *d = be_memory_data(m);
+	for (uint64_t i = 0; i < 16; i++)
+		ck_assert(check_pattern(d + i * bs, bs, i, 5));
+
+	/* below the low watermark the ratio alone decides again */
+	ck_assert_int_eq(bufio_set_max_cache_size(64ull << 20), 0);
+	for (uint64_t i = 16; i < 32; i++)
+		dirty_block(c, i, 5);
+	usleep(300 * 1000);
+	ck_assert_uint_eq(stats(c).buffers_dirty, 16);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+	reset_globals();
+}
+END_TEST
+
 START_TEST(test_writeback_ratio_background)
 {
 	reset_globals();
@@ -534,6 +605,8 @@ static Suite *suite(void)
 	tcase_add_test(t, test_write_dirty_one_batch);
 	tcase_add_test(t, test_write_dirty_waits_and_flushes);
 	tcase_add_test(t, test_write_buffer);
+	tcase_add_test(t, test_mark_many);
+	tcase_add_test(t, test_writeback_at_budget);
 	tcase_add_test(t, test_writeback_ratio_background);
 	tcase_add_test(t, test_writeback_ratio_zero);
 	tcase_add_test(t, test_dirty_expire);
