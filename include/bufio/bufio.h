@@ -228,8 +228,9 @@ struct bufio_backend *bufio_get_backend(struct bufio_client *c);
 
 /*
  * Background write-back starts when dirty buffers exceed @ratio times the
- * clean ones (default 3, like DM_BUFIO_WRITEBACK_RATIO). 0 writes back as
- * soon as anything is dirty. Returns 0 or -EINVAL (> 1000).
+ * clean ones (default 3, like DM_BUFIO_WRITEBACK_RATIO), and, while the
+ * cache is at its budget, whenever 1/64 of the client's buffers are dirty.
+ * 0 writes back as soon as anything is dirty. Returns 0 or -EINVAL (> 1000).
  */
 int bufio_set_writeback_ratio(struct bufio_client *c, unsigned ratio);
 unsigned bufio_get_writeback_ratio(struct bufio_client *c);
