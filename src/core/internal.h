@@ -172,9 +172,6 @@ struct bufio_client {
 	unsigned block_size;
 	unsigned aux_size;
 	unsigned data_align;
-	/* What one buffer costs the budget: its data, descriptor and index
-	 * slot, so the budget bounds the memory and not only the data. */
-	unsigned charge;
 	atomic_int mode;     /* enum bufio_mode; written under lock */
 	uint64_t start_byte; /* sector offset in bytes */
 	uint64_t n_blocks;
@@ -205,6 +202,10 @@ struct bufio_client {
 	/* Write attempts (failure.c), under lock. */
 	unsigned wb_failures; /* consecutive failed attempts */
 	unsigned max_write_failures;
+	/* What one buffer costs the budget: its data, descriptor and index
+	 * slot, so the budget bounds the memory and not only the data. Set
+	 * once at creation (here, out of the first cache line's way). */
+	unsigned charge;
 	uint64_t wb_retry_ms; /* background write-back waits until then */
 	void *event_arg;
 
