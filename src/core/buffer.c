@@ -185,7 +185,7 @@ static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c, struct sta
 			pthread_mutex_unlock(&c->lock);
 			return b;
 		}
-		if (!c->n_writing) {
+		if (!c->n_buffers[LIST_WRITING]) {
 			if (wrote || c->n_buffers[LIST_DIRTY] == 0)
 				break;
 			pthread_mutex_unlock(&c->lock);

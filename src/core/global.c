@@ -159,7 +159,7 @@ static void refresh_cache_size(void)
 void global_kick(unsigned what)
 {
 	/* Already asked and not yet taken: the worker will see it. Writers
-	 * over the budget kick per allocation; this keeps them off the lock. */
+	 * dirtying blocks kick per request; this keeps them off the lock. */
 	if ((atomic_load(&bufio_g.kick) & what) == what)
 		return;
 	pthread_mutex_lock(&worker_lock);

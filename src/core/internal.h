@@ -188,8 +188,8 @@ struct bufio_client {
 	pthread_mutex_t lock;
 	struct bufio_buffer *lru[NR_LISTS]; /* CLOCK rings; the head is the hand */
 	uint64_t n_buffers[NR_LISTS];
-	uint64_t n_reading, n_writing; /* atomically updated, read for stats */
-	struct bufio_buffer *reserve;  /* linked by hash_next */
+	uint64_t n_reading;           /* atomically updated, read for stats */
+	struct bufio_buffer *reserve; /* linked by hash_next */
 	unsigned need_reserved;
 	unsigned minimum_buffers;
 	atomic_uint free_waiters;
@@ -273,10 +273,10 @@ struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block);
 
 /*---- buffer.c: allocation, lists, freeing ----*/
 struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait);
-void buffer_free(struct bufio_buffer *b); /* client lock held */
-void buffer_destroy_mem(struct bufio_buffer *b);
+void buffer_free(struct bufio_buffer *b);        /* client lock held */
+void buffer_destroy_mem(struct bufio_buffer *b); /* really free; no lock needed */
 /* Free every slot's stash; client lock held, no other user of the client. */
-void stash_drain(struct bufio_client *c);        /* really free; no lock needed */
+void stash_drain(struct bufio_client *c);
 void lru_link(struct bufio_buffer *b, int list); /* client lock held */
 void lru_unlink(struct bufio_buffer *b);         /* client lock held */
 void lru_relink(struct bufio_buffer *b, int list);
@@ -381,13 +381,13 @@ bool claim_retry(struct bufio_client *c, uint64_t now_ms);
 uint64_t next_retry(struct bufio_client *c);
 
 /*---- evict.c ----*/
-/* Evict up to @nr clean buffers in CLOCK order; client lock held. */
 /* Buffers on any ring; client lock held. */
 static inline uint64_t cached_buffers(const struct bufio_client *c)
 {
 	return c->n_buffers[LIST_CLEAN] + c->n_buffers[LIST_DIRTY] + c->n_buffers[LIST_WRITING];
 }
 
+/* Evict up to @nr clean buffers in CLOCK order; client lock held. */
 uint64_t evict_clock(struct bufio_client *c, uint64_t nr, enum stat_id reason);
 void evict_old(struct bufio_client *c, uint32_t now, unsigned max_age);
 struct bufio_buffer *reuse_unclaimed(struct bufio_client *c); /* client lock held */

@@ -116,7 +116,7 @@ void bufio_get_stats(struct bufio_client *c, struct bufio_stats *out)
 	out->buffers_clean = c->n_buffers[LIST_CLEAN];
 	/* as before the writing ring existed: dirty until known written */
 	out->buffers_dirty = c->n_buffers[LIST_DIRTY] + c->n_buffers[LIST_WRITING];
-	out->buffers_writing = c->n_writing;
+	out->buffers_writing = c->n_buffers[LIST_WRITING];
 	out->write_failures = c->wb_failures;
 	pthread_mutex_unlock(&c->lock);
 	out->buffers_reading = __atomic_load_n(&c->n_reading, __ATOMIC_RELAXED);

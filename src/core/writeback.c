@@ -128,7 +128,6 @@ static void write_done(struct bufio_io *io, int res)
 			b->dirty_seq = cio->sub_seq;
 		lru_relink(b, (st & B_DIRTY) ? LIST_DIRTY : LIST_CLEAN);
 	}
-	c->n_writing--;
 	unsigned nev = attempt_io_done(c, cio, res, ev, &kick);
 	pthread_mutex_unlock(&c->lock);
 
@@ -164,7 +163,6 @@ static void write_prepare(struct bufio_buffer *b, struct bufio_io *io, struct bu
 	atomic_fetch_and(&b->state, ~B_DIRTY);
 	cio->sub_seq = ++c->dirty_seq;
 	cio->sync = false;
-	c->n_writing++;
 	lru_relink(b, LIST_WRITING);
 
 	io->op = BUFIO_OP_WRITE;
