@@ -110,6 +110,29 @@ void *bufio_get(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp
 void *bufio_new(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp);
 
 /*
+ * bufio_new that takes the caller's memory instead of copying into it. *@mem
+ * must come from bufio_alloc_block_data(@c) and hold the block's new
+ * contents. If the block was not cached, the new buffer adopts *@mem as its
+ * data, *@mem is replaced by other block memory the caller now owns, and the
+ * adopted memory is returned: the block is filled, mark it dirty. Otherwise
+ * *@mem is left alone and the cached buffer's data is returned, as bufio_new
+ * would: copy into it. The swap happens before the buffer is visible, so no
+ * reader can see the memory change hands. Blocks and fails like bufio_new.
+ */
+void *bufio_new_adopt(struct bufio_client *c, uint64_t block, void **mem, struct bufio_buffer **bp);
+
+/*
+ * Memory for one block of @c (block size, aligned like buffer data), to be
+ * filled and handed to bufio_new_adopt. It is not charged to the memory
+ * budget while the caller owns it: keep few. Never blocks on I/O.
+ * Errors: ENOMEM.
+ */
+void *bufio_alloc_block_data(struct bufio_client *c);
+
+/* Give back memory from bufio_alloc_block_data (or traded by bufio_new_adopt). */
+void bufio_free_block_data(struct bufio_client *c, void *mem);
+
+/*
  * Start reading @n_blocks blocks from @block in the background, submitted as
  * one batch. Never blocks on a read; blocks already cached or in flight are
  * skipped; stops early (silently) when no memory is available.

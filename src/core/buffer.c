@@ -108,6 +108,20 @@ void buffer_destroy_mem(struct bufio_buffer *b)
 	slab_free(&c->slab, b);
 }
 
+void *bufio_alloc_block_data(struct bufio_client *c)
+{
+	void *p = data_get(&c->data);
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+void bufio_free_block_data(struct bufio_client *c, void *mem)
+{
+	if (mem)
+		data_put(&c->data, mem);
+}
+
 static void reset_buffer(struct bufio_buffer *b)
 {
 	b->hash_next = NULL;

@@ -171,7 +171,7 @@ static bool move_by_copy(struct bufio_buffer *b, uint64_t new_block)
 	struct bufio_buffer *nb = buffer_alloc(c, true);
 	memcpy(nb->data, b->data, c->block_size);
 	bool created;
-	struct bufio_buffer *t = buffer_insert_or_find(c, new_block, nb, 0, 1, &created);
+	struct bufio_buffer *t = buffer_insert_or_find(c, new_block, nb, 0, 1, &created, NULL);
 	if (!created) {
 		buffer_put(t);
 		return false;

@@ -299,11 +299,13 @@ bool alloc_should_fail(void);
 /*
  * Publish @nb (freshly allocated) as @block with @state and @hold caller
  * holds, unless the block got cached meanwhile: then @nb is freed and the
- * cached buffer returned with one hold taken. No locks held on entry.
+ * cached buffer returned with one hold taken. If @adopted is not NULL, @nb's
+ * data was swapped with *@adopted and is swapped back before @nb is freed.
+ * No locks held on entry.
  */
 struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t block,
                                            struct bufio_buffer *nb, unsigned state, unsigned hold,
-                                           bool *created);
+                                           bool *created, void **adopted);
 
 /*---- data.c ----*/
 int data_init(struct data_alloc *d, unsigned block_size, unsigned align);

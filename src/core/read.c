@@ -11,13 +11,23 @@
 
 enum new_flag { NF_READ, NF_NEW };
 
+/* Trade the data memory of @b, still unseen by anyone, with *@mem. */
+static void swap_data(struct bufio_buffer *b, void **mem)
+{
+	void *t = b->data;
+	b->data = *mem;
+	*mem = t;
+}
+
 /*
  * Insert a fresh buffer for @block unless one appeared meanwhile. Returns the
- * buffer holding one hold for the caller, with *@created telling which.
+ * buffer holding one hold for the caller, with *@created telling which. If
+ * @nb had adopted the caller's memory (@adopted, see bufio_new_adopt) and is
+ * not used, the memory goes back to the caller first.
  */
 struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t block,
                                            struct bufio_buffer *nb, unsigned state, unsigned hold,
-                                           bool *created)
+                                           bool *created, void **adopted)
 {
 	struct shard *s = index_shard(c, block);
 	/* Before the buffer is visible to anyone, with its block number set;
@@ -31,6 +41,8 @@ struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t bloc
 	if (b) {
 		buffer_get_hold(b);
 		shard_wrunlock(s);
+		if (adopted)
+			swap_data(nb, adopted);
 		buffer_free(nb);
 		pthread_mutex_unlock(&c->lock);
 		*created = false;
@@ -65,7 +77,8 @@ static void count_found(struct bufio_client *c, struct bufio_buffer *b)
 	stat_inc(c, miss ? ST_MISSES : ST_HITS);
 }
 
-static struct bufio_buffer *find_or_create(struct bufio_client *c, uint64_t block, enum new_flag nf)
+static struct bufio_buffer *find_or_create(struct bufio_client *c, uint64_t block, enum new_flag nf,
+                                           void **adopt)
 {
 	struct bufio_buffer *b = index_find_hold(c, block);
 	if (b) {
@@ -77,7 +90,9 @@ static struct bufio_buffer *find_or_create(struct bufio_client *c, uint64_t bloc
 		io = io_alloc(c, true);
 	struct bufio_buffer *nb = buffer_alloc(c, true);
 	bool created;
-	b = buffer_insert_or_find(c, block, nb, nf == NF_READ ? B_READING : 0, 1, &created);
+	if (adopt)
+		swap_data(nb, adopt);
+	b = buffer_insert_or_find(c, block, nb, nf == NF_READ ? B_READING : 0, 1, &created, adopt);
 	if (!created) {
 		if (io)
 			io_free(c, io);
@@ -128,7 +143,7 @@ void *bufio_read(struct bufio_client *c, uint64_t block, struct bufio_buffer **b
 {
 	if (!check_block(c, block))
 		return NULL;
-	struct bufio_buffer *b = find_or_create(c, block, NF_READ);
+	struct bufio_buffer *b = find_or_create(c, block, NF_READ, NULL);
 	if (!wait_read(b))
 		return NULL;
 	return hand_out(b, bp);
@@ -154,10 +169,15 @@ void *bufio_get(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp
 
 void *bufio_new(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp)
 {
+	return bufio_new_adopt(c, block, NULL, bp);
+}
+
+void *bufio_new_adopt(struct bufio_client *c, uint64_t block, void **mem, struct bufio_buffer **bp)
+{
 	if (!check_block(c, block))
 		return NULL;
 	for (;;) {
-		struct bufio_buffer *b = find_or_create(c, block, NF_NEW);
+		struct bufio_buffer *b = find_or_create(c, block, NF_NEW, mem);
 		/* A failed read of the block is no reason to fail: the caller
 		 * overwrites it anyway, so start again with a fresh buffer. */
 		if (wait_read(b)) {
@@ -192,8 +212,8 @@ void bufio_prefetch(struct bufio_client *c, uint64_t block, unsigned n_blocks)
 		}
 		bool created;
 		/* No caller hold: B_READING alone protects it from eviction. */
-		struct bufio_buffer *b =
-		    buffer_insert_or_find(c, block, nb, B_READING | B_PREFETCHED, 0, &created);
+		struct bufio_buffer *b = buffer_insert_or_find(
+		    c, block, nb, B_READING | B_PREFETCHED, 0, &created, NULL);
 		if (!created) {
 			buffer_put(b);
 			io_free(c, io);

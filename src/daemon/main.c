@@ -168,7 +168,7 @@ static int serve(struct fs_daemon *d)
 	struct fs_loop *loop;
 	int ret;
 
-	loop = fs_loop_start(d->se, FS_MAX_THREADS);
+	loop = fs_loop_start(&d->ctx, d->se, FS_MAX_THREADS);
 	if (!loop)
 		return 1;
 	sigs = fs_signals_start(d->se, loop, d->cfg, d->devs, d->ndevs);

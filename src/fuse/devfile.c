@@ -105,7 +105,7 @@ static void read_uncached(fuse_req_t req, struct fs_device *dev, size_t size, of
  * sector can lose an edge; cache mode "none" is for measurement, not for
  * concurrent unaligned writers.
  */
-static int write_uncached(struct fs_device *dev, const char *src, size_t size, off_t off)
+static int write_uncached(struct fs_device *dev, const struct fs_src *src, size_t size, off_t off)
 {
 	struct bounce bb;
 	int err;
@@ -116,10 +116,7 @@ static int write_uncached(struct fs_device *dev, const char *src, size_t size, o
 	if (bb.delta || bb.len != size)
 		err = bufio_backend_rw_sync(dev->be, BUFIO_OP_READ, bb.mem, bb.start, bb.len);
 	if (!err) {
-		if (src)
-			memcpy((char *)bb.mem + bb.delta, src, size);
-		else
-			memset((char *)bb.mem + bb.delta, 0, size);
+		fs_src_copy(src, 0, (char *)bb.mem + bb.delta, size);
 		err = bufio_backend_rw_sync(dev->be, BUFIO_OP_WRITE, bb.mem, bb.start, bb.len);
 	}
 	free(bb.mem);
@@ -235,12 +232,33 @@ static unsigned chunk_blocks(unsigned bs)
 }
 
 /*
- * Copy @src (NULL: zeroes) into block i of @s. Whole blocks need no read and
- * are marked dirty by the caller, all at once; partial ones are
- * read-modify-written and marked here.
+ * A whole block whose data sits in one of @src's pieces, in this device's
+ * memory: an uncached block adopts the piece, a cached one is copied into.
  */
-static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, const char *src,
-                      struct bufio_buffer **bp)
+static char *adopt_block(struct fs_device *dev, uint64_t block, const struct fs_src *src,
+                         size_t pos, struct bufio_buffer **bp)
+{
+	void **slot = &src->pieces[pos / src->piece];
+	void *mine = *slot;
+	char *data = bufio_new_adopt(dev->client, block, slot, bp);
+
+	if (data && data != mine)
+		memcpy(data, mine, src->piece);
+	return data;
+}
+
+static bool adoptable(const struct fs_device *dev, const struct fs_src *src, size_t pos)
+{
+	return src && src->pieces && src->owner == dev->client && pos % src->piece == 0;
+}
+
+/*
+ * Fill block i of @s from bytes @pos.. of @src (NULL: zeroes). Whole blocks
+ * need no read and are marked dirty by the caller, all at once; partial ones
+ * are read-modify-written and marked here.
+ */
+static int fill_block(struct fs_device *dev, const struct span *s, unsigned i,
+                      const struct fs_src *src, size_t pos, struct bufio_buffer **bp)
 {
 	unsigned bs = dev->spec.block_size, start, end;
 	bool whole;
@@ -248,6 +266,8 @@ static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, c
 
 	span_piece(s, bs, i, &start, &end);
 	whole = start == 0 && end == bs;
+	if (whole && adoptable(dev, src, pos))
+		return adopt_block(dev, s->first + i, src, pos, bp) ? 0 : -errno;
 	if (whole)
 		data = bufio_new(dev->client, s->first + i, bp);
 	else
@@ -257,10 +277,7 @@ static int fill_block(struct fs_device *dev, const struct span *s, unsigned i, c
 	/* A background write of older data may still be reading the buffer. */
 	if (!whole)
 		bufio_wait_writeback(*bp);
-	if (src)
-		memcpy(data + start, src, end - start);
-	else
-		memset(data + start, 0, end - start);
+	fs_src_copy(src, pos, data + start, end - start);
 	if (!whole)
 		bufio_mark_partial_buffer_dirty(*bp, start, end);
 	return 0;
@@ -300,12 +317,12 @@ static unsigned write_through(struct fs_device *dev, struct bufio_buffer **bufs,
 }
 
 /*
- * Write [off, off + size) through the cache, at most CHUNK_MAX_HELD blocks
- * (all held until done). Returns bytes written (possibly short when a
- * later block failed) or -errno when nothing was.
+ * Write [off, off + size) through the cache from bytes @pos.. of @src, at
+ * most CHUNK_MAX_HELD blocks (all held until done). Returns bytes written
+ * (possibly short when a later block failed) or -errno when nothing was.
  */
-static ssize_t write_chunk(struct fs_device *dev, const char *src, size_t size, uint64_t off,
-                           bool through)
+static ssize_t write_chunk(struct fs_device *dev, const struct fs_src *src, size_t pos, size_t size,
+                           uint64_t off, bool through)
 {
 	unsigned bs = dev->spec.block_size;
 	struct span s = span_of(bs, off, size);
@@ -323,7 +340,7 @@ static ssize_t write_chunk(struct fs_device *dev, const char *src, size_t size, 
 		unsigned start, end;
 
 		span_piece(&s, bs, done, &start, &end);
-		err = fill_block(dev, &s, done, src ? src + bytes : NULL, &bufs[done]);
+		err = fill_block(dev, &s, done, src, pos + bytes, &bufs[done]);
 		if (err)
 			break;
 		bytes += end - start;
@@ -353,8 +370,9 @@ static ssize_t write_chunk(struct fs_device *dev, const char *src, size_t size, 
 	return (ssize_t)bytes; /* at most one request: 1 MiB */
 }
 
-/* Write or zero a range of any length; returns bytes done or -errno. */
-static ssize_t write_range(struct fs_device *dev, const char *src, size_t size, uint64_t off)
+/* Write (@src NULL: zero) a range of any length; returns bytes done or -errno. */
+static ssize_t write_range(struct fs_device *dev, const struct fs_src *src, size_t size,
+                           uint64_t off)
 {
 	unsigned mode = atomic_load(&dev->cache_mode);
 	uint64_t max = (uint64_t)chunk_blocks(dev->spec.block_size) * dev->spec.block_size;
@@ -373,8 +391,7 @@ static ssize_t write_range(struct fs_device *dev, const char *src, size_t size, 
 
 		if (len > size - done)
 			len = size - done;
-		n = write_chunk(dev, src ? src + done : NULL, len, pos,
-		                mode == FS_CACHE_WRITETHROUGH);
+		n = write_chunk(dev, src, done, len, pos, mode == FS_CACHE_WRITETHROUGH);
 		if (n < 0)
 			return done ? (ssize_t)done : n;
 		done += n;
@@ -386,8 +403,14 @@ static ssize_t write_range(struct fs_device *dev, const char *src, size_t size, 
 
 void fs_dev_write(fuse_req_t req, struct fs_device *dev, const char *buf, size_t size, off_t off)
 {
+	struct fs_src flat;
+	struct fs_src *src = fs_rx_payload(buf, &flat);
 	ssize_t n;
 
+	if (!src) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	/* readonly, or read-only mode after persistent write-back failures */
 	if (fs_device_mode(dev) != BUFIO_MODE_WRITE) {
 		fuse_reply_err(req, EROFS);
@@ -409,7 +432,7 @@ void fs_dev_write(fuse_req_t req, struct fs_device *dev, const char *buf, size_t
 	if (size > dev->size - off)
 		size = dev->size - off;
 	pthread_rwlock_rdlock(&dev->mode_lock);
-	n = write_range(dev, buf, size, off);
+	n = write_range(dev, src, size, off);
 	pthread_rwlock_unlock(&dev->mode_lock);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);

@@ -55,7 +55,7 @@ struct fuse_session *fs_mount(struct fs_ctx *ctx, const char *mountpoint, struct
  * served at once. Returns NULL (logged) if no thread could be started.
  */
 struct fs_loop;
-struct fs_loop *fs_loop_start(struct fuse_session *se, unsigned nthreads);
+struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsigned nthreads);
 
 /*
  * Interrupt workers blocked in read(2) so they see fuse_session_exit().
@@ -112,6 +112,46 @@ static inline struct fs_ctx *fs_req_ctx(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
+
+/*
+ * Receiving requests (rx.c): one receive area per worker. A WRITE to a device
+ * file is read straight into block-size pieces of that device's block
+ * memory, for the cache to adopt rather than copy.
+ */
+struct fs_rx;
+/* NULL when out of memory. The area reads flat if it gets no pieces. */
+struct fs_rx *fs_rx_new(struct fs_ctx *ctx, struct fuse_session *se);
+void fs_rx_free(struct fs_rx *rx);
+/*
+ * Read one request and process it. Blocks in read(2). Returns 1 when one was
+ * processed, 0 when the session has ended (unmounted), -EINTR or -EAGAIN to
+ * be called again, or another -errno of the read.
+ */
+int fs_rx_serve_one(struct fs_rx *rx);
+
+/*
+ * Where a write's data is: one flat buffer, or block-size pieces of
+ * @owner's block memory, byte i at pieces[i / piece] + i % piece, each of
+ * which a write to @owner may adopt, leaving other memory in its slot.
+ */
+struct fs_src {
+	const char *flat;
+	void **pieces;
+	unsigned piece;
+	struct bufio_client *owner;
+};
+
+/* Copy bytes [@pos, @pos + @len) of @src to @dst; zeroes if @src is NULL. */
+void fs_src_copy(const struct fs_src *src, size_t pos, char *dst, size_t len);
+
+/*
+ * The data of the write request @buf came with, from the write handler: the
+ * worker's pieces when @buf is the placeholder this thread's worker gave
+ * libfuse; otherwise @buf itself, described in *@flat. NULL (logged) when
+ * this thread dispatched pieces but @buf is not their placeholder: the data
+ * is not at @buf, fail the write.
+ */
+struct fs_src *fs_rx_payload(const char *buf, struct fs_src *flat);
 
 /* Device file operations (devfile.c). */
 void fs_dev_open(fuse_req_t req, struct fs_ctx *ctx, struct fs_device *dev,

@@ -9,7 +9,8 @@
  * was a clone3, an open of /dev/fuse and a teardown per request (strace:
  * 1078 clone3 for 1114 requests at 64 requests in flight). A fixed pool
  * costs one read and one writev per request. The kernel wakes a single
- * reader per request (exclusive wait), so idle workers are cheap.
+ * reader per request (exclusive wait), so idle workers are cheap. How a
+ * worker reads and dispatches a request is rx.c's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +31,7 @@ struct fs_worker {
 };
 
 struct fs_loop {
+	struct fs_ctx *ctx;
 	struct fuse_session *se;
 	pthread_mutex_t lock;
 	atomic_int error; /* first -errno a worker saw */
@@ -39,26 +41,24 @@ struct fs_loop {
 
 static void worker_loop(struct fs_loop *l)
 {
-	struct fuse_buf buf;
-	int res;
+	struct fs_rx *rx = fs_rx_new(l->ctx, l->se);
+	int res = rx ? 1 : -ENOMEM;
 
-	memset(&buf, 0, sizeof(buf));
-	while (!fuse_session_exited(l->se)) {
-		res = fuse_session_receive_buf(l->se, &buf);
+	while (rx && !fuse_session_exited(l->se)) {
+		res = fs_rx_serve_one(rx);
 		if (res == -EINTR || res == -EAGAIN)
 			continue; /* poked (shutdown) or a request the kernel withdrew */
-		if (res <= 0) {
-			/* 0: unmounted (libfuse has already ended the session) */
-			if (res < 0) {
-				int none = 0;
-				atomic_compare_exchange_strong(&l->error, &none, res);
-			}
-			fuse_session_exit(l->se);
+		if (res <= 0)
 			break;
-		}
-		fuse_session_process_buf(l->se, &buf);
 	}
-	free(buf.mem);
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&l->error, &none, res);
+	}
+	/* 0: unmounted, and the session has already been ended. */
+	fuse_session_exit(l->se);
+	fs_rx_free(rx);
 }
 
 static void *worker_main(void *arg)
@@ -79,7 +79,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-struct fs_loop *fs_loop_start(struct fuse_session *se, unsigned nthreads)
+struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsigned nthreads)
 {
 	struct fs_loop *l;
 	int err;
@@ -91,6 +91,7 @@ struct fs_loop *fs_loop_start(struct fuse_session *se, unsigned nthreads)
 		fs_log(LOG_ERR, "cannot start the FUSE workers: out of memory");
 		return NULL;
 	}
+	l->ctx = ctx;
 	l->se = se;
 	l->n = nthreads;
 	atomic_init(&l->error, 0);

@@ -302,6 +302,91 @@ START_TEST(test_mark_many)
 }
 END_TEST
 
+START_TEST(test_new_adopt)
+{
+	/*
+	 * bufio_new_adopt: an uncached block takes the caller's memory (no
+	 * copy) and the caller gets other block memory back; a cached block
+	 * leaves the caller's memory alone and is filled by copying.
+	 */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(64, bs, 512, 1);
+	struct bufio_client *c = quiet_client(m, bs);
+	struct bufio_buffer *b;
+	void *mem = bufio_alloc_block_data(c);
+	ck_assert_ptr_nonnull(mem);
+	void *mine = mem;
+	fill_pattern(mine, bs, 5, 7);
+	void *p = bufio_new_adopt(c, 5, &mem, &b);
+	ck_assert_ptr_eq(p, mine);
+	ck_assert_ptr_nonnull(mem);
+	ck_assert_ptr_ne(mem, mine);
+	bufio_mark_buffer_dirty(b);
+	bufio_release(b);
+
+	/* Block 9 cached: the caller copies, its memory stays its own. */
+	ck_assert_ptr_nonnull(bufio_read(c, 9, &b));
+	bufio_release(b);
+	mine = mem;
+	fill_pattern(mine, bs, 9, 7);
+	p = bufio_new_adopt(c, 9, &mem, &b);
+	ck_assert_ptr_ne(p, mine);
+	ck_assert_ptr_eq(mem, mine);
+	memcpy(p, mine, bs);
+	bufio_mark_buffer_dirty(b);
+	bufio_release(b);
+	ck_assert_ptr_null(bufio_new_adopt(c, 64, &mem, &b));
+	ck_assert_int_eq(errno, ERANGE);
+	ck_assert_ptr_eq(mem, mine);
+
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	unsigned char *d = be_memory_data(m);
+	ck_assert(check_pattern(d + 5 * bs, bs, 5, 7));
+	ck_assert(check_pattern(d + 9 * bs, bs, 9, 7));
+	ck_assert(check_pattern(d + 6 * bs, bs, 6, 1));
+	bufio_free_block_data(c, mem);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
+START_TEST(test_new_adopt_over_budget)
+{
+	/*
+	 * At a budget of 32 blocks, 256 adopted writes reuse evicted buffers:
+	 * the memory handed back is the reused buffers', and every block must
+	 * still reach the backend intact.
+	 */
+	reset_globals();
+	const unsigned bs = 4096;
+	struct bufio_backend *m = mem_with_pattern(256, bs, 512, 1);
+	struct bufio_client *c = quiet_client(m, bs);
+	bufio_set_max_cache_size(32 * (bs + 512));
+	void *mem = bufio_alloc_block_data(c);
+	ck_assert_ptr_nonnull(mem);
+	for (unsigned i = 0; i < 256; i++) {
+		struct bufio_buffer *b;
+		void *mine = mem;
+		fill_pattern(mine, bs, i, 3);
+		void *p = bufio_new_adopt(c, i, &mem, &b);
+		ck_assert_ptr_nonnull(p);
+		if (p != mine)
+			memcpy(p, mine, bs);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+	ck_assert_uint_gt(stats(c).evict_reuse, 0);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	unsigned char *d = be_memory_data(m);
+	for (unsigned i = 0; i < 256; i++)
+		ck_assert(check_pattern(d + i * bs, bs, i, 3));
+	bufio_free_block_data(c, mem);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+}
+END_TEST
+
 START_TEST(test_writeback_at_budget)
 {
 	/*
@@ -606,6 +691,8 @@ static Suite *suite(void)
 	tcase_add_test(t, test_write_dirty_waits_and_flushes);
 	tcase_add_test(t, test_write_buffer);
 	tcase_add_test(t, test_mark_many);
+	tcase_add_test(t, test_new_adopt);
+	tcase_add_test(t, test_new_adopt_over_budget);
 	tcase_add_test(t, test_writeback_at_budget);
 	tcase_add_test(t, test_writeback_ratio_background);
 	tcase_add_test(t, test_writeback_ratio_zero);
