@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -29,8 +30,21 @@ static inline uint32_t bucket_of(struct shard *s, uint64_t block)
 	return (uint32_t)(hash_block(block) >> 20) & s->mask;
 }
 
+/* Twice the CPUs, rounded up to a power of two, at most NRD. */
+static unsigned stripes(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = 1;
+
+	while (n < NRD && (long)n < 2 * cpus)
+		n <<= 1;
+	return n;
+}
+
 int index_init(struct bufio_client *c)
 {
+	unsigned nrd = stripes();
+
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		struct shard *s = &c->shards[i];
 		s->buckets = calloc(INITIAL_BUCKETS, sizeof(struct bufio_buffer *));
@@ -42,6 +56,7 @@ int index_init(struct bufio_client *c)
 		s->mask = INITIAL_BUCKETS - 1;
 		s->count = 0;
 		s->idx = i;
+		s->nrd = nrd;
 		s->rd = c->rd;
 		for (unsigned j = 0; j < NRD; j++)
 			pthread_spin_init(&c->rd[j].l[i], PTHREAD_PROCESS_PRIVATE);
@@ -115,19 +130,19 @@ void shard_wrlock(struct shard *s)
 {
 	/* Always in stripe order, and no thread holds two reader locks, so
 	 * writers and readers cannot deadlock. */
-	for (unsigned j = 0; j < NRD; j++)
+	for (unsigned j = 0; j < s->nrd; j++)
 		pthread_spin_lock(&s->rd[j].l[s->idx]);
 }
 
 void shard_wrunlock(struct shard *s)
 {
-	for (unsigned j = NRD; j--;)
+	for (unsigned j = s->nrd; j--;)
 		pthread_spin_unlock(&s->rd[j].l[s->idx]);
 }
 
 unsigned shard_rdlock(struct shard *s)
 {
-	unsigned j = stat_slot_id() % NRD;
+	unsigned j = stat_slot_id() & (s->nrd - 1);
 	pthread_spin_lock(&s->rd[j].l[s->idx]);
 	return j;
 }

@@ -86,15 +86,18 @@ struct bufio_buffer {
 
 /*
  * One shard of the block index: a chained hash. Its lock is a big-reader
- * lock made of NRD spinlocks, one per stripe of thread slots, each on a
- * cache line of its stripe: a hit takes only its own stripe's lock, so two
- * cores hitting never write the same line; a writer takes all of them.
+ * lock made of up to NRD spinlocks, one per stripe of thread slots, each on
+ * a cache line of its stripe: a hit takes only its own stripe's lock, so two
+ * cores hitting rarely write the same line; a writer takes all of them.
+ * Stripes beyond twice the CPUs only make writers slower (a streaming writer
+ * inserts and removes a block per 4 KiB), so there are that many, at most NRD.
  */
 #define NRD 8
 struct rd_stripe;
 struct shard {
 	struct rd_stripe *rd; /* the client's reader locks */
 	unsigned idx;
+	unsigned nrd; /* stripes in use: a power of two <= NRD */
 	struct bufio_buffer **buckets;
 	uint32_t mask; /* nbuckets - 1 */
 	uint32_t count;
