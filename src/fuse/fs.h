@@ -114,12 +114,13 @@ static inline struct fs_ctx *fs_req_ctx(fuse_req_t req)
 }
 
 /*
- * Receiving requests (rx.c): one receive area per worker. A WRITE to a device
- * file is read straight into block-size pieces of that device's block
- * memory, for the cache to adopt rather than copy.
+ * Receiving requests (rx.c): one receive area per worker. In a stream of
+ * large writes to a device file, a write's data is read straight into
+ * block-size pieces of that device's block memory, for the cache to adopt
+ * rather than copy.
  */
 struct fs_rx;
-/* NULL when out of memory. The area reads flat if it gets no pieces. */
+/* NULL when out of memory. Reads flat when it gets no pieces. */
 struct fs_rx *fs_rx_new(struct fs_ctx *ctx, struct fuse_session *se);
 void fs_rx_free(struct fs_rx *rx);
 /*
