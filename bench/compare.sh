@@ -402,7 +402,13 @@ measure() {
 			bytes="$tree_bytes" elapsed="$elapsed" loop_dio="$loop_dio")
 	else
 		local iolog=()
-		[ "$job" = zipf-read ] && iolog=(--write_iolog="$work/zipf.iolog")
+		if [ "$job" = zipf-read ]; then
+			# fio appends to an existing iolog: without this the LRU ran
+			# on every earlier system's trace too (same seed, so a warm
+			# cache) against bufiofs's one cold run.
+			rm -f "$work/zipf.iolog"
+			iolog=(--write_iolog="$work/zipf.iolog")
+		fi
 		c0=$(cpu_ticks)
 		run_fio "$job" "$size_b" "$json" "${iolog[@]}"
 		c1=$(cpu_ticks)

@@ -29,6 +29,7 @@
 #include <linux/fuse.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -55,8 +56,7 @@ struct fs_rx {
 	struct iovec *iov; /* hdr, then the pieces */
 	unsigned n;        /* pieces */
 	unsigned piece;    /* bytes per piece: dev's block size */
-	char *flat;
-	size_t flat_cap;
+	char *flat;        /* RX_FLAT bytes, mapped: pages come and go with use */
 	struct fs_src src; /* the WRITE being dispatched */
 };
 
@@ -155,6 +155,11 @@ struct fs_rx *fs_rx_new(struct fs_ctx *ctx, struct fuse_session *se)
 		return NULL;
 	rx->ctx = ctx;
 	rx->se = se;
+	rx->flat = mmap(NULL, RX_FLAT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rx->flat == MAP_FAILED) {
+		free(rx);
+		return NULL;
+	}
 	return rx;
 }
 
@@ -163,28 +168,13 @@ void fs_rx_free(struct fs_rx *rx)
 	if (!rx)
 		return;
 	rx_unprovision(rx);
-	free(rx->flat);
+	if (rx->flat)
+		munmap(rx->flat, RX_FLAT);
 	free(rx);
-}
-
-static bool flat_reserve(struct fs_rx *rx, size_t size)
-{
-	char *p;
-
-	if (size <= rx->flat_cap)
-		return true;
-	p = realloc(rx->flat, size);
-	if (!p)
-		return false;
-	rx->flat = p;
-	rx->flat_cap = size;
-	return true;
 }
 
 static ssize_t read_flat(struct fs_rx *rx)
 {
-	if (!flat_reserve(rx, RX_FLAT))
-		return -1; /* errno ENOMEM */
 	return read(fuse_session_fd(rx->se), rx->flat, RX_FLAT);
 }
 
@@ -249,10 +239,12 @@ static void dispatch_pieces(struct fs_rx *rx, size_t len)
 		rx_current = NULL;
 		return;
 	}
-	if (!flat_reserve(rx, len)) {
-		fs_log(LOG_ERR, "out of memory for a %zu-byte request; the kernel sees ENOMEM",
-		       len);
-		reply_err_raw(rx, &rx->hdr.in, ENOMEM);
+	if (len > RX_FLAT) {
+		/* Only a batch of forgets, which needs no answer, can be this
+		 * long (blocks over 1 MiB make the pieces hold more). */
+		fs_log(LOG_ERR, "a %zu-byte FUSE request (opcode %u) is too long; dropped", len,
+		       rx->hdr.in.opcode);
+		reply_err_raw(rx, &rx->hdr.in, EIO);
 		return;
 	}
 	memcpy(rx->flat, rx->hdr.b, RX_HDR);
@@ -270,11 +262,16 @@ static void dispatch_pieces(struct fs_rx *rx, size_t len)
 static void learn(struct fs_rx *rx, const struct fuse_in_header *in, size_t len)
 {
 	struct fs_device *target = write_target(rx, in, len);
+	bool was = rx->use_pieces;
 
 	rx->use_pieces = target && len - RX_HDR >= RX_PIECES_MIN && pieces_for(target);
 	if (rx->use_pieces && target != rx->dev)
 		rx_provision(rx, target);
 	rx->use_pieces = rx->use_pieces && rx->dev;
+	/* The pieces take over: the flat buffer's megabyte need not stay
+	 * resident beside them (8 workers: 8 MiB nearer the budget). */
+	if (rx->use_pieces && !was)
+		madvise(rx->flat, RX_FLAT, MADV_DONTNEED);
 }
 
 int fs_rx_serve_one(struct fs_rx *rx)
