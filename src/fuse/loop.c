@@ -82,7 +82,6 @@ static void *worker_main(void *arg)
 struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsigned nthreads)
 {
 	struct fs_loop *l;
-	int err;
 
 	if (!nthreads)
 		nthreads = 1;
@@ -100,7 +99,7 @@ struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsig
 	pthread_mutex_lock(&l->lock);
 	for (unsigned i = 0; i < nthreads; i++) {
 		l->w[i].l = l;
-		err = pthread_create(&l->w[i].tid, NULL, worker_main, &l->w[i]);
+		int err = pthread_create(&l->w[i].tid, NULL, worker_main, &l->w[i]);
 		if (err) {
 			fs_log(LOG_ERR, "cannot start FUSE worker %u: %s", i, strerror(err));
 			break;

@@ -231,7 +231,7 @@ static void dispatch_pieces(struct fs_rx *rx, size_t len)
 		process(rx, rx->hdr.b, len);
 		return;
 	}
-	if (write_target(rx, &rx->hdr.in, len) == rx->dev) {
+	if (rx->dev && write_target(rx, &rx->hdr.in, len) == rx->dev) {
 		rx->src = all;
 		rx->src.owner = rx->dev->client;
 		rx_current = rx;
