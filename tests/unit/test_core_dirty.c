@@ -354,9 +354,9 @@ END_TEST
 START_TEST(test_new_adopt_over_budget)
 {
 	/*
-	 * At a budget of 32 blocks, 256 adopted writes reuse evicted buffers:
-	 * the memory handed back is the reused buffers', and every block must
-	 * still reach the backend intact.
+	 * At a budget of 32 blocks, 256 adopted writes recycle buffers: the
+	 * memory handed back is a reused buffer's or a fresh one's, and every
+	 * block must still reach the backend intact.
 	 */
 	reset_globals();
 	const unsigned bs = 4096;
@@ -376,7 +376,9 @@ START_TEST(test_new_adopt_over_budget)
 		bufio_mark_buffer_dirty(b);
 		bufio_release(b);
 	}
-	ck_assert_uint_gt(stats(c).evict_reuse, 0);
+	/* Over the budget every buffer was recycled: reused by the writer, or
+	 * evicted by the worker's budget check first (timing decides which). */
+	ck_assert_uint_gt(stats(c).evict_reuse + stats(c).evict_budget, 0);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	unsigned char *d = be_memory_data(m);
 	for (unsigned i = 0; i < 256; i++)
