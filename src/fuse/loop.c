@@ -42,21 +42,23 @@ struct fs_loop {
 static void worker_loop(struct fs_loop *l)
 {
 	struct fs_rx *rx = fs_rx_new(l->ctx, l->se);
-	int res = rx ? 1 : -ENOMEM;
+	int err = rx ? 0 : -ENOMEM;
 
-	while (rx && !fuse_session_exited(l->se)) {
-		res = fs_rx_serve_one(rx);
+	while (!err && !fuse_session_exited(l->se)) {
+		int res = fs_rx_serve_one(rx);
+
 		if (res == -EINTR || res == -EAGAIN)
 			continue; /* poked (shutdown) or a request the kernel withdrew */
-		if (res <= 0)
-			break;
+		if (res == 0)
+			break; /* unmounted: the session has already been ended */
+		if (res < 0)
+			err = res;
 	}
-	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+	if (err) {
 		int none = 0;
 
-		atomic_compare_exchange_strong(&l->error, &none, res);
+		atomic_compare_exchange_strong(&l->error, &none, err);
 	}
-	/* 0: unmounted, and the session has already been ended. */
 	fuse_session_exit(l->se);
 	fs_rx_free(rx);
 }

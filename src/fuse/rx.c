@@ -43,13 +43,16 @@
 /* Writes from this size on are read into pieces (see learn()). */
 #define RX_PIECES_MIN (64u << 10)
 
+/* A request's first RX_HDR bytes: its header, and fuse_write_in for a WRITE. */
+union rx_head {
+	struct fuse_in_header in;
+	unsigned char b[RX_HDR];
+};
+
 struct fs_rx {
 	struct fs_ctx *ctx;
 	struct fuse_session *se;
-	union {
-		struct fuse_in_header in;
-		unsigned char b[RX_HDR];
-	} hdr;
+	union rx_head hdr;
 	struct fs_device *dev; /* whose memory the pieces are; NULL: none */
 	bool use_pieces;       /* read the next request into the pieces */
 	void **pieces;
@@ -278,10 +281,7 @@ int fs_rx_serve_one(struct fs_rx *rx)
 {
 	bool pieces = rx->use_pieces;
 	ssize_t res = pieces ? read_pieces(rx) : read_flat(rx);
-	union {
-		struct fuse_in_header in;
-		unsigned char b[RX_HDR];
-	} h;
+	union rx_head h;
 
 	if (res < 0) {
 		int err = errno;

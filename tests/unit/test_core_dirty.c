@@ -362,7 +362,7 @@ START_TEST(test_new_adopt_over_budget)
 	const unsigned bs = 4096;
 	struct bufio_backend *m = mem_with_pattern(256, bs, 512, 1);
 	struct bufio_client *c = quiet_client(m, bs);
-	bufio_set_max_cache_size(32 * (bs + 512));
+	ck_assert_int_eq(bufio_set_max_cache_size(32 * (bs + 512)), 0);
 	void *mem = bufio_alloc_block_data(c);
 	ck_assert_ptr_nonnull(mem);
 	for (unsigned i = 0; i < 256; i++) {
