@@ -29,7 +29,7 @@ static const struct dev_option dev_options[] = {
 };
 
 /* Daemon-wide keys of the config file and -o (booleans point into the config). */
-enum daemon_key { KEY_MOUNTPOINT, KEY_FUSE_OPTIONS, KEY_STATE_DIR, KEY_BOOL };
+enum daemon_key { KEY_MOUNTPOINT, KEY_FUSE_OPTIONS, KEY_STATE_DIR, KEY_URING, KEY_BOOL };
 
 struct daemon_option {
 	const char *name;
@@ -41,6 +41,7 @@ static const struct daemon_option daemon_options[] = {
     {"mountpoint", KEY_MOUNTPOINT, 0},
     {"fuse_options", KEY_FUSE_OPTIONS, 0},
     {"state_dir", KEY_STATE_DIR, 0},
+    {"fuse_uring", KEY_URING, 0},
     {"foreground", KEY_BOOL, offsetof(struct fs_config, foreground)},
     {"debug", KEY_BOOL, offsetof(struct fs_config, debug)},
     {"kernel_cache", KEY_BOOL, offsetof(struct fs_config, kernel_cache)},
@@ -325,6 +326,21 @@ static bool *daemon_bool(struct fs_config *cfg, const struct daemon_option *o)
 	return (bool *)((char *)cfg + o->bool_offset);
 }
 
+/* fuse_uring: "auto" or a boolean. */
+static int parse_uring(const char *s, enum fs_uring_mode *out)
+{
+	bool b;
+
+	if (strcasecmp(s, "auto") == 0) {
+		*out = FS_URING_AUTO;
+		return 0;
+	}
+	if (parse_bool(s, &b) < 0)
+		return -EINVAL;
+	*out = b ? FS_URING_YES : FS_URING_NO;
+	return 0;
+}
+
 /* Apply a daemon option given as text (the bool already parsed by the caller). */
 static int set_daemon_option(struct fs_config *cfg, const struct daemon_option *o, const char *text,
                              bool b)
@@ -336,6 +352,8 @@ static int set_daemon_option(struct fs_config *cfg, const struct daemon_option *
 		return append_fuse_opts(cfg, text);
 	case KEY_STATE_DIR:
 		return replace_string(&cfg->state_dir, text);
+	case KEY_URING:
+		return parse_uring(text, &cfg->fuse_uring);
 	case KEY_BOOL:
 		*daemon_bool(cfg, o) = b;
 		return 0;
@@ -585,6 +603,9 @@ static int load_daemon_option(struct loader *ld, const config_setting_t *s,
 	if ((o->kind == KEY_MOUNTPOINT || o->kind == KEY_STATE_DIR) && !*text)
 		return fail(ld, s, "%s: empty path", o->name);
 	rc = set_daemon_option(ld->cfg, o, text, is_bool && config_setting_get_bool(s));
+	if (rc == -EINVAL && o->kind == KEY_URING)
+		return fail(ld, s, "%s: invalid value \"%s\": expected auto, yes or no", o->name,
+		            text);
 	return rc < 0 ? fail(ld, s, "%s: %s", o->name, strerror(-rc)) : 0;
 }
 
@@ -801,6 +822,10 @@ static int option_daemon(struct fs_config *cfg, const struct daemon_option *o, c
 		return fs_errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
 		               o->name);
 	rc = set_daemon_option(cfg, o, value ? value : "", b);
+	if (rc == -EINVAL && o->kind == KEY_URING)
+		return fs_errf(err, errlen, rc,
+		               "-o %s: invalid value \"%s\": expected auto, yes or no", o->name,
+		               value);
 	return rc < 0 ? fs_errf(err, errlen, rc, "-o %s: %s", o->name, strerror(-rc)) : 0;
 }
 
@@ -964,8 +989,6 @@ static int keep_cmdline_tunables(struct fs_config *fresh, const struct fs_config
 int fs_config_reload_tunables(struct fs_config *cfg, const char *path, char *err, size_t errlen)
 {
 	struct fs_config fresh;
-	struct fs_tunable *swap;
-	unsigned n;
 	int rc;
 
 	if (!path)
@@ -979,8 +1002,9 @@ int fs_config_reload_tunables(struct fs_config *cfg, const char *path, char *err
 	if (rc == 0 && keep_cmdline_tunables(&fresh, cfg) < 0)
 		rc = fs_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
 	if (rc == 0) {
-		swap = cfg->tunables;
-		n = cfg->ntunables;
+		struct fs_tunable *swap = cfg->tunables;
+		unsigned n = cfg->ntunables;
+
 		cfg->tunables = fresh.tunables;
 		cfg->ntunables = fresh.ntunables;
 		fresh.tunables = swap;

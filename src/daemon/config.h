@@ -27,6 +27,13 @@ struct fs_tunable {
 	char *origin; /* "FILE:LINE" or "-o", for error messages */
 };
 
+/* fuse_uring: FUSE requests over io_uring. */
+enum fs_uring_mode {
+	FS_URING_AUTO, /* when the fuse module allows it (the default) */
+	FS_URING_YES,  /* required: start-up fails without it */
+	FS_URING_NO,   /* always /dev/fuse reads */
+};
+
 struct fs_config {
 	char *mountpoint;
 	struct fs_device_spec *devs; /* strings heap-owned by the config */
@@ -41,6 +48,7 @@ struct fs_config {
 	bool kernel_cache; /* let the kernel page cache cache the device file */
 	bool mlockall;
 	bool allow_other; /* not added to fuse_opts: the daemon passes it itself */
+	enum fs_uring_mode fuse_uring;
 };
 
 /*
@@ -79,7 +87,8 @@ int fs_config_load_file(struct fs_config *cfg, const char *path, char *err, size
  *    DEVICE.NAME; name and backing need DEVICE. when there are several
  *    devices; a device "disk" is created first when there is none;
  *  - kernel_cache, mlockall, allow_other, foreground, debug (booleans: no
- *    value, 1/0, yes/no, true/false, on/off), state_dir=PATH;
+ *    value, 1/0, yes/no, true/false, on/off), state_dir=PATH,
+ *    fuse_uring=auto|yes|no;
  *  - a read-only registry name (hits, metrics, ...) is an error;
  *  - anything else is appended to fuse_opts.
  * Returns 0 or -EINVAL/-ENOMEM with a message in @err.

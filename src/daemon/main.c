@@ -122,6 +122,39 @@ static int close_devices(struct fs_daemon *d)
 	return status;
 }
 
+/*
+ * FUSE over io_uring when asked for and the fuse module allows it. Its
+ * enable_uring parameter is the administrator's switch for the whole
+ * machine, so the daemon reads it and never sets it.
+ */
+static int choose_uring(struct fs_daemon *d)
+{
+	enum fs_uring_mode mode = d->cfg->fuse_uring;
+	bool kernel = fs_uring_kernel_enabled();
+
+	if (mode == FS_URING_NO) {
+		fs_log(LOG_NOTICE, "FUSE requests come through /dev/fuse reads (fuse_uring=no)");
+		return 0;
+	}
+	if (!kernel) {
+		if (mode == FS_URING_AUTO) {
+			fs_log(LOG_NOTICE, "FUSE requests come through /dev/fuse reads (the fuse "
+			                   "module's enable_uring is off)");
+			return 0;
+		}
+		fs_log(LOG_ERR, "fuse_uring=yes, but the kernel does not allow FUSE over io_uring "
+		                "(needs Linux 6.14+ and: echo Y > "
+		                "/sys/module/fuse/parameters/enable_uring)");
+		return -EOPNOTSUPP;
+	}
+	d->ctx.uring = fs_uring_new(&d->ctx);
+	if (!d->ctx.uring) {
+		fs_log(LOG_ERR, "cannot set up FUSE over io_uring: out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static int mount_fs(struct fs_daemon *d)
 {
 	const struct fs_config *cfg = d->cfg;
@@ -139,6 +172,8 @@ static int mount_fs(struct fs_daemon *d)
 		free(opt);
 	}
 	fs_ctx_init(&d->ctx, d->devs, d->ndevs, cfg->kernel_cache);
+	if (!ret)
+		ret = choose_uring(d);
 	if (!ret) {
 		d->se = fs_mount(&d->ctx, cfg->mountpoint, &args);
 		if (!d->se)
@@ -259,6 +294,7 @@ static int run(struct fs_config *cfg)
 out:
 	fs_daemon_ready(&d.status_fd, 1);
 	fs_unmount(d.se);
+	fs_uring_free(d.ctx.uring);
 	if (close_devices(&d) != 0)
 		status = 1;
 	fs_log(status ? LOG_ERR : LOG_NOTICE, "%s",

@@ -148,7 +148,9 @@ void fs_options_usage(FILE *out, const char *prog)
 	      "  kernel_cache         let the kernel page cache cache the device file\n"
 	      "  mlockall             lock the daemon's memory (no reclaim deadlock)\n"
 	      "  allow_other          let other users access the mount\n"
-	      "  state_dir=DIR        where --demo keeps its image\n\n"
+	      "  state_dir=DIR        where --demo keeps its image\n"
+	      "  fuse_uring=auto|yes|no  FUSE requests over io_uring (default auto: when\n"
+	      "                       /sys/module/fuse/parameters/enable_uring is Y)\n\n"
 	      "Byte values take K, M, G or T suffixes (1024-based; KiB and KB mean the same).\n\n"
 	      "Other files in MOUNTPOINT/control/:\n",
 	      out);
@@ -255,8 +257,6 @@ static int set_mountpoint(struct fs_config *cfg, const char *path, char *err, si
 static int positionals(struct fs_config *cfg, const struct fs_cmdline *cmd, char **args, int n,
                        char *err, size_t errlen)
 {
-	int rc;
-
 	if (cmd->demo) {
 		if (n != 1)
 			return fs_errf(err, errlen, -EINVAL, "--demo takes exactly one MOUNTPOINT");
@@ -270,7 +270,8 @@ static int positionals(struct fs_config *cfg, const struct fs_cmdline *cmd, char
 		return fs_errf(err, errlen, -EINVAL, "expected BACKING MOUNTPOINT%s",
 		               n > 2 ? ", got extra arguments" : "");
 	if (n == 2) {
-		rc = set_backing(cfg, args[0], err, errlen);
+		int rc = set_backing(cfg, args[0], err, errlen);
+
 		if (rc < 0)
 			return rc;
 	}

@@ -35,9 +35,12 @@ struct fs_ctx {
 	 * still open when the session ends, so they are freed at destroy. */
 	pthread_mutex_t ctl_lock;
 	struct ctl_handle *ctl_open;
+	/* FUSE requests over io_uring when the kernel allows; NULL: never. */
+	struct fs_uring *uring;
 };
 
-/* Fill the context for @devs; the array must outlive the session. */
+/* Fill the context for @devs; the array must outlive the session. ctx->uring
+ * starts NULL: set it (fs_uring_new) before fs_mount to use io_uring. */
 void fs_ctx_init(struct fs_ctx *ctx, struct fs_device **devs, unsigned ndevs, bool kernel_cache);
 
 /*
@@ -142,6 +145,21 @@ struct fs_src {
 	struct bufio_client *owner;
 };
 
+/*
+ * Dispatch a WRITE through libfuse with only its header and fuse_write_in
+ * (the first 80 bytes, at @head): the write handler finds the data in @src
+ * (fs_rx_payload). Replies as any dispatch does; @src is not kept.
+ */
+void fs_rx_dispatch_write(struct fuse_session *se, void *head, struct fs_src *src);
+
+/*
+ * The device file a WRITE writes to, or NULL if it is not a WRITE of
+ * @data_len bytes to a device file. @hdr is its fuse_in_header and
+ * @write_in its fuse_write_in (unaligned is fine).
+ */
+struct fs_device *fs_rx_write_target(const struct fs_ctx *ctx, const void *hdr,
+                                     const void *write_in, size_t data_len);
+
 /* Copy bytes [@pos, @pos + @len) of @src to @dst; zeroes if @src is NULL. */
 void fs_src_copy(const struct fs_src *src, size_t pos, char *dst, size_t len);
 
@@ -153,6 +171,37 @@ void fs_src_copy(const struct fs_src *src, size_t pos, char *dst, size_t len);
  * is not at @buf, fail the write.
  */
 struct fs_src *fs_rx_payload(const char *buf, struct fs_src *flat);
+
+/*
+ * FUSE requests over io_uring (uring.c): per-CPU queues of ring entries,
+ * each queue served by a few threads, requests dispatched through libfuse
+ * and answered into the ring. /dev/fuse workers still take FORGET and
+ * INTERRUPT, and everything when the kernel does not do io_uring.
+ */
+struct fs_uring;
+/* Whether the fuse module allows io_uring (its enable_uring parameter). */
+bool fs_uring_kernel_enabled(void);
+/* Sized for this machine's CPUs; starts nothing. NULL when out of memory. */
+struct fs_uring *fs_uring_new(struct fs_ctx *ctx);
+/* Route @se's replies through the transport (after fuse_session_mount). */
+int fs_uring_attach(struct fs_uring *u, struct fuse_session *se);
+/*
+ * Start the ring threads and wait until each has set up its ring; call
+ * before anything reads the INIT request. -errno when some could not: INIT
+ * then keeps every request on /dev/fuse (the threads leave when it is
+ * answered). Threads run until fs_uring_interrupt() or the session ends.
+ */
+int fs_uring_start(struct fs_uring *u);
+/* The INIT request @req (@len bytes), from the worker about to dispatch it. */
+void fs_uring_init_request(struct fs_uring *u, const void *req, size_t len);
+/* Stop the threads (any thread; repeat like fs_loop_interrupt). */
+void fs_uring_interrupt(struct fs_uring *u);
+/* Wait for the threads; 0 or the first -errno a queue failed with. */
+int fs_uring_join(struct fs_uring *u);
+/* Whether the kernel agreed: requests come over io_uring. */
+bool fs_uring_active(struct fs_uring *u);
+/* After fs_uring_join() and fs_unmount(); NULL is fine. */
+void fs_uring_free(struct fs_uring *u);
 
 /* Device file operations (devfile.c). */
 void fs_dev_open(fuse_req_t req, struct fs_ctx *ctx, struct fs_device *dev,

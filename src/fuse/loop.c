@@ -95,6 +95,10 @@ struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsig
 	l->ctx = ctx;
 	l->se = se;
 	l->n = nthreads;
+	/* The ring threads first: INIT, which the workers read, asks the
+	 * kernel for io_uring only once they are all set up. */
+	if (ctx->uring && fs_uring_start(ctx->uring) != 0)
+		fs_log(LOG_WARNING, "FUSE io_uring unavailable; serving through /dev/fuse reads");
 	atomic_init(&l->error, 0);
 	pthread_mutex_init(&l->lock, NULL);
 	/* A worker marks itself done under the lock, so only after started. */
@@ -110,6 +114,10 @@ struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsig
 	}
 	pthread_mutex_unlock(&l->lock);
 	if (!l->w[0].started) {
+		if (ctx->uring) {
+			fs_uring_interrupt(ctx->uring);
+			fs_uring_join(ctx->uring);
+		}
 		pthread_mutex_destroy(&l->lock);
 		free(l);
 		return NULL;
@@ -125,14 +133,29 @@ void fs_loop_interrupt(struct fs_loop *l)
 		if (l->w[i].started && !l->w[i].done)
 			pthread_kill(l->w[i].tid, SIGUSR1);
 	pthread_mutex_unlock(&l->lock);
+	if (l->ctx->uring)
+		fs_uring_interrupt(l->ctx->uring);
 }
 
 int fs_loop_join(struct fs_loop *l)
 {
+	int err;
+
 	for (unsigned i = 0; i < l->n; i++)
 		if (l->w[i].started)
 			pthread_join(l->w[i].tid, NULL);
-	return atomic_load(&l->error);
+	err = atomic_load(&l->error);
+	/* The workers leave when the session ends (unmount, signal, error):
+	 * so does the ring. */
+	if (l->ctx->uring) {
+		int uerr;
+
+		fs_uring_interrupt(l->ctx->uring);
+		uerr = fs_uring_join(l->ctx->uring);
+		if (!err)
+			err = uerr;
+	}
+	return err;
 }
 
 void fs_loop_free(struct fs_loop *l)

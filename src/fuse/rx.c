@@ -60,11 +60,16 @@ struct fs_rx {
 	unsigned n;        /* pieces */
 	unsigned piece;    /* bytes per piece: dev's block size */
 	char *flat;        /* RX_FLAT bytes, mapped: pages come and go with use */
-	struct fs_src src; /* the WRITE being dispatched */
 };
 
-/* The receive area whose WRITE this thread is dispatching, if any. */
-static _Thread_local struct fs_rx *rx_current;
+/* A WRITE handed to libfuse as its header alone, and where its data is. */
+struct rx_slot {
+	const char *placeholder; /* the data pointer libfuse derives */
+	struct fs_src *src;
+};
+
+/* The WRITE this thread is dispatching that way, if any. */
+static _Thread_local const struct rx_slot *rx_current;
 
 void fs_src_copy(const struct fs_src *src, size_t pos, char *dst, size_t len)
 {
@@ -90,15 +95,15 @@ void fs_src_copy(const struct fs_src *src, size_t pos, char *dst, size_t len)
 
 struct fs_src *fs_rx_payload(const char *buf, struct fs_src *flat)
 {
-	struct fs_rx *rx = rx_current;
+	const struct rx_slot *slot = rx_current;
 
-	if (!rx) {
+	if (!slot) {
 		memset(flat, 0, sizeof(*flat));
 		flat->flat = buf;
 		return flat;
 	}
-	if (buf == (const char *)rx->hdr.b + RX_HDR)
-		return &rx->src;
+	if (buf == slot->placeholder)
+		return slot->src;
 	fs_log(LOG_ERR, "write data pointer is not where this libfuse should put it; "
 	                "failing the write");
 	return NULL;
@@ -192,21 +197,40 @@ static ssize_t read_pieces(struct fs_rx *rx)
 	return readv(fuse_session_fd(rx->se), rx->iov, (int)rx->n + 1);
 }
 
-/*
- * The device the WRITE @in of @len bytes in all is for, or NULL. @in is
- * followed by the rest of the request's first RX_HDR bytes.
- */
+struct fs_device *fs_rx_write_target(const struct fs_ctx *ctx, const void *hdr,
+                                     const void *write_in, size_t data_len)
+{
+	struct fuse_in_header in;
+	struct fuse_write_in w;
+	struct fs_node n;
+
+	memcpy(&in, hdr, sizeof(in));
+	memcpy(&w, write_in, sizeof(w));
+	if (!data_len || in.opcode != FUSE_WRITE || w.size != data_len)
+		return NULL;
+	if (!fs_node_of(ctx, in.nodeid, &n) || n.kind != FS_K_DEVFILE)
+		return NULL;
+	return ctx->devs[n.dev];
+}
+
+/* The device the request @in of @len bytes in all writes to, or NULL. @in
+ * is followed by the rest of the request's first RX_HDR bytes. */
 static struct fs_device *write_target(const struct fs_rx *rx, const struct fuse_in_header *in,
                                       size_t len)
 {
-	const struct fuse_write_in *w = (const void *)(in + 1);
-	struct fs_node n;
+	if (len <= RX_HDR)
+		return NULL;
+	return fs_rx_write_target(rx->ctx, in, in + 1, len - RX_HDR);
+}
 
-	if (len <= RX_HDR || in->opcode != FUSE_WRITE || w->size != len - RX_HDR)
-		return NULL;
-	if (!fs_node_of(rx->ctx, in->nodeid, &n) || n.kind != FS_K_DEVFILE)
-		return NULL;
-	return rx->ctx->devs[n.dev];
+void fs_rx_dispatch_write(struct fuse_session *se, void *head, struct fs_src *src)
+{
+	const struct rx_slot slot = {.placeholder = (const char *)head + RX_HDR, .src = src};
+	struct fuse_buf buf = {.mem = head, .size = RX_HDR};
+
+	rx_current = &slot;
+	fuse_session_process_buf(se, &buf);
+	rx_current = NULL;
 }
 
 /* Answer the request @in with @err without libfuse (it never saw it). */
@@ -235,11 +259,8 @@ static void dispatch_pieces(struct fs_rx *rx, size_t len)
 		return;
 	}
 	if (rx->dev && write_target(rx, &rx->hdr.in, len) == rx->dev) {
-		rx->src = all;
-		rx->src.owner = rx->dev->client;
-		rx_current = rx;
-		process(rx, rx->hdr.b, RX_HDR);
-		rx_current = NULL;
+		all.owner = rx->dev->client;
+		fs_rx_dispatch_write(rx->se, rx->hdr.b, &all);
 		return;
 	}
 	if (len > RX_FLAT) {
@@ -300,10 +321,13 @@ int fs_rx_serve_one(struct fs_rx *rx)
 	/* Processing may reuse the buffers: keep the header for learn(). */
 	memcpy(h.b, pieces ? rx->hdr.b : (unsigned char *)rx->flat,
 	       (size_t)res < RX_HDR ? (size_t)res : RX_HDR);
-	if (pieces)
+	if (pieces) {
 		dispatch_pieces(rx, (size_t)res);
-	else
+	} else {
+		if (h.in.opcode == FUSE_INIT && rx->ctx->uring)
+			fs_uring_init_request(rx->ctx->uring, rx->flat, (size_t)res);
 		process(rx, rx->flat, (size_t)res);
+	}
 	learn(rx, &h.in, (size_t)res);
 	return 1;
 }

@@ -63,6 +63,12 @@ struct fuse_session *fs_mount(struct fs_ctx *ctx, const char *mountpoint, struct
 		fuse_session_destroy(se);
 		return NULL;
 	}
+	if (ctx->uring && fs_uring_attach(ctx->uring, se) != 0) {
+		fuse_log(FUSE_LOG_ERR, "bufiofs: cannot route FUSE replies for io_uring\n");
+		fuse_session_unmount(se);
+		fuse_session_destroy(se);
+		return NULL;
+	}
 	return se;
 }
 

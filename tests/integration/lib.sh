@@ -67,6 +67,7 @@ cleanup() {
 	for i in "${PIDS[@]}"; do
 		kill_wait "$i"
 	done
+	[ -z "$URING_SAVED" ] || echo "$URING_SAVED" >"$URING_PARAM"
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -s "$TMP/daemon.log" ]; then
 		echo "--- daemon log:" >&2
 		tail -n 40 "$TMP/daemon.log" >&2
@@ -75,6 +76,20 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
+
+# set_uring Y|N: the fuse module's switch for FUSE over io_uring, for the
+# whole machine; the value found first is restored on exit.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_SAVED=
+set_uring() {
+	[ -w "$URING_PARAM" ] || skip "this kernel has no FUSE over io_uring ($URING_PARAM)"
+	[ -n "$URING_SAVED" ] || URING_SAVED=$(cat "$URING_PARAM")
+	echo "$1" >"$URING_PARAM"
+}
+
+# BUFIOFS_TEST_URING=Y or N runs a test with that setting (the daemon's
+# default, fuse_uring=auto, follows it): CI runs the suite both ways.
+[ -z "${BUFIOFS_TEST_URING:-}" ] || set_uring "$BUFIOFS_TEST_URING"
 
 # ours PID: is it still a process of this test (its command line names the
 # scratch directory)? A PID reaped earlier may by now be anyone's: PIDs wrap.
@@ -194,4 +209,18 @@ expect_errno() {
 	*"$want"*) ;;
 	*) fail "'$*' failed with '$out'; expected: $want" ;;
 	esac
+}
+
+# fio_verify NAME OFFSET SIZE FIO-ARGS...: random writes with crc32c over
+# SIZE bytes of $MNT/disk from OFFSET, read back and verified (run from $TMP:
+# fio leaves verify state files in the working directory).
+fio_verify() {
+	local name=$1 offset=$2 size=$3
+	shift 3
+	log "fio $name"
+	fio --name="$name" --filename="$MNT/disk" --offset="$offset" --size="$size" \
+		--rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--randrepeat=1 --norandommap=0 --output="$TMP/fio-$name.log" "$@" ||
+		{ cat "$TMP/fio-$name.log"; fail "fio $name"; }
+	grep -q "err= 0" "$TMP/fio-$name.log" || { cat "$TMP/fio-$name.log"; fail "fio $name reported errors"; }
 }

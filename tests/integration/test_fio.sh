@@ -14,16 +14,11 @@ truncate -s 256M "$BACKING"
 # 4 MiB of cache for 64-192 MiB of I/O per job.
 start_fg "$BACKING" "$MNT" -o max_cache_size_bytes=4M
 
-# run_fio NAME OFFSET FIO-ARGS...: write a region and read it back verified.
+# run_fio NAME OFFSET FIO-ARGS...: write 64 MiB and read it back verified.
 run_fio() {
 	local name=$1 offset=$2
 	shift 2
-	log "fio $name"
-	fio --name="$name" --filename="$MNT/disk" --offset="$offset" --size=64M \
-		--rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 \
-		--randrepeat=1 --norandommap=0 --output="$TMP/fio-$name.log" "$@" ||
-		{ cat "$TMP/fio-$name.log"; fail "fio $name"; }
-	grep -q "err= 0" "$TMP/fio-$name.log" || { cat "$TMP/fio-$name.log"; fail "fio $name reported errors"; }
+	fio_verify "$name" "$offset" 64M "$@"
 }
 
 run_fio psync 0 --ioengine=psync --bs=4k

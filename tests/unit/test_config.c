@@ -328,6 +328,30 @@ START_TEST(test_cmdline_overrides_config)
 }
 END_TEST
 
+/* fuse_uring: auto (default), a boolean, or an error naming the choices. */
+START_TEST(test_fuse_uring)
+{
+	struct fs_cmdline cmd;
+
+	ck_assert_int_eq(load("fuse_uring = \"no\";\n"), 0);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO);
+	ck_assert_int_eq(load("fuse_uring = \"Auto\";\n"), 0);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_AUTO);
+	load_fails("\nfuse_uring = \"sometimes\";\n", 2, "expected auto, yes or no");
+	load_fails("fuse_uring = 1;\n", 1, "a string");
+	fs_config_free(&cfg);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_AUTO);
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt", NULL),
+	                 FS_OPTIONS_RUN);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_YES);
+	fs_config_free(&cfg);
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=off", "/img", "/mnt", NULL),
+	                 FS_OPTIONS_RUN);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO);
+	ck_assert_ptr_null(cfg.fuse_opts); /* not passed on to FUSE */
+}
+END_TEST
+
 static void args_fail(const char *what, ...)
 {
 	char *argv[32];
@@ -357,6 +381,9 @@ START_TEST(test_cmdline_errors)
 	args_fail("-o max_age_seconds: invalid value \"soon\": not a number", "-o",
 	          "max_age_seconds=soon", "/img", "/mnt", NULL);
 	args_fail("-o cache_mode: needs a value", "-o", "cache_mode", "/img", "/mnt", NULL);
+	args_fail("-o fuse_uring: invalid value \"maybe\": expected auto, yes or no", "-o",
+	          "fuse_uring=maybe", "/img", "/mnt", NULL);
+	args_fail("-o fuse_uring: needs a value", "-o", "fuse_uring", "/img", "/mnt", NULL);
 	args_fail("hits is read-only", "-o", "hits=4", "/img", "/mnt", NULL);
 	args_fail("-o max_cache_size_bytes: invalid value \"99999999999T\": too large", "-o",
 	          "max_cache_size_bytes=99999999999T", "/img", "/mnt", NULL);
@@ -539,6 +566,7 @@ static Suite *config_suite(void)
 	tcase_add_test(cmdline, test_cmdline_basic);
 	tcase_add_test(cmdline, test_cmdline_overrides_config);
 	tcase_add_test(cmdline, test_cmdline_errors);
+	tcase_add_test(cmdline, test_fuse_uring);
 	tcase_add_test(cmdline, test_cmdline_modes);
 	tcase_add_test(cmdline, test_help_lists_tunables);
 	tcase_add_test(cmdline, test_apply_and_reload);

@@ -1,0 +1,122 @@
+#!/bin/bash
+# FUSE over io_uring (src/fuse/uring.c): the daemon uses it exactly when asked
+# and allowed, says so, and serves everything through it (reads, writes of
+# every size, control files, fsync) with the same results as /dev/fuse; a
+# daemon killed with requests in flight leaves a mount that can be cleaned up
+# and served again; fuse_uring=yes on a kernel that does not allow it stops
+# start-up with a message that says how to enable it.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+need_fuse
+need_tools fio cmp
+cd "$TMP" # fio leaves verify state files in the working directory
+
+BACKING=$TMP/backing.img
+MNT=$TMP/fuse
+head -c 256M /dev/urandom >"$BACKING"
+cp "$BACKING" "$TMP/orig.img"
+
+RING_LINE="FUSE requests over io_uring"
+DEV_LINE="FUSE requests come through /dev/fuse reads"
+
+# log_since N: the daemon log from line N on.
+log_since() {
+	tail -n +"$1" "$TMP/daemon.log"
+}
+
+log_lines() {
+	wc -l <"$TMP/daemon.log"
+}
+
+mkdir -p "$MNT"
+: >"$TMP/daemon.log"
+
+log "fuse_uring=yes refused while the fuse module does not allow it"
+set_uring N
+from=$(($(log_lines) + 1))
+RC=0
+"$BUFIOFS" -f -o fuse_uring=yes "$BACKING" "$MNT" >>"$TMP/daemon.log" 2>&1 || RC=$?
+[ "$RC" -ne 0 ] || fail "fuse_uring=yes started although enable_uring is N"
+log_since "$from" | grep -q "enable_uring" || fail "no hint at enable_uring in: $(log_since "$from")"
+mountpoint -q "$MNT" && fail "a refused start left $MNT mounted"
+
+log "fuse_uring=auto with the module switch off: /dev/fuse"
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT"
+log_since "$from" | grep -q "$DEV_LINE" || fail "auto did not report /dev/fuse with enable_uring=N"
+cmp -n 1M "$MNT/disk" "$BACKING" || fail "read through /dev/fuse differs"
+stop_term "$DAEMON_PID"
+
+log "fuse_uring=no with the module switch on: /dev/fuse"
+set_uring Y
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT" -o fuse_uring=no
+log_since "$from" | grep -q "$DEV_LINE" || fail "fuse_uring=no still used io_uring"
+stop_term "$DAEMON_PID"
+
+log "fuse_uring=auto with the switch on: io_uring"
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT" -o max_cache_size_bytes=16M
+log_since "$from" | grep -q "$RING_LINE" || fail "io_uring not used: $(log_since "$from")"
+cmp "$MNT/disk" "$BACKING" || fail "a cold read over io_uring differs from the backing"
+
+# Every request kind: lookups, getattr, reads of control files, writes to them.
+[ "$(ctl "$MNT" max_cache_size_bytes)" = 16777216 ] || fail "control read over io_uring"
+[ -z "$(write_err "$MNT/control/max_cache_size_bytes" 32M)" ] || fail "control write over io_uring"
+[ "$(ctl "$MNT" max_cache_size_bytes)" = 33554432 ] || fail "control write did not apply"
+case "$(write_err "$MNT/control/max_cache_size_bytes" nonsense)" in
+*"Invalid argument"*) ;;
+*) fail "a bad control write over io_uring did not fail with EINVAL" ;;
+esac
+
+# Deep queues on both CPUs' queues, odd sizes, writes up to 1 MiB (larger
+# than a 4 KiB ring payload, as large as a request gets), a cache smaller
+# than the data.
+fio_verify qd32 0 32M --ioengine=libaio --direct=1 --iodepth=32 --numjobs=2 --bsrange=4k-1m \
+	--offset_increment=32M
+fio_verify odd 64M 32M --ioengine=psync --bs=3k --numjobs=1
+fio_verify fsync 96M 32M --ioengine=psync --bs=64k --fsync=4
+
+log "the device equals a model after mixed writes"
+cp "$MNT/disk" "$TMP/model.img"
+python3 - "$MNT/disk" "$TMP/model.img" <<'PY'
+import os, random, sys
+rng = random.Random(7)
+d = os.open(sys.argv[1], os.O_WRONLY)
+m = os.open(sys.argv[2], os.O_WRONLY)
+size = os.path.getsize(sys.argv[2])
+for _ in range(200):
+    n = rng.choice([1, 100, 4096, 5000, 65536, 1 << 20, 3 << 20])
+    off = rng.randrange(size - n)
+    data = rng.randbytes(n)
+    if os.pwrite(d, data, off) != n or os.pwrite(m, data, off) != n:
+        sys.exit("short write")
+os.fsync(d)
+PY
+cmp "$MNT/disk" "$TMP/model.img" || fail "device differs from the model over io_uring"
+stop_term "$DAEMON_PID"
+cmp "$BACKING" "$TMP/model.img" || fail "backing differs from the model after SIGTERM"
+
+log "kill -9 with requests in flight, then clean up and serve again"
+start_fg "$BACKING" "$MNT"
+fio --name=busy --filename="$MNT/disk" --rw=randread --bs=4k --size=256M --ioengine=libaio \
+	--direct=1 --iodepth=32 --numjobs=2 --runtime=30 --time_based \
+	--output="$TMP/fio-busy.log" >/dev/null 2>&1 &
+FIO=$!
+sleep 1
+kill -KILL "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null || true
+# fio's requests fail (the connection is gone) instead of hanging.
+for ((n = 0; n < 100; n++)); do
+	kill -0 "$FIO" 2>/dev/null || break
+	sleep 0.1
+done
+kill -0 "$FIO" 2>/dev/null && { kill -KILL "$FIO"; fail "fio hung after the daemon was killed"; }
+wait "$FIO" 2>/dev/null || true
+fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT"
+log_since "$from" | grep -q "$RING_LINE" || fail "the restarted daemon does not use io_uring"
+cmp "$MNT/disk" "$TMP/model.img" || fail "data after kill -9 and restart differs"
+stop_term "$DAEMON_PID"
+log "ok"
