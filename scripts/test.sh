@@ -28,16 +28,23 @@ step "unit tests (TSan)"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	ctest --test-dir build-tsan -L unit --output-on-failure -j2
 
+# Both FUSE transports: /dev/fuse reads (the fuse module's enable_uring=N,
+# the kernel's default) and io_uring (Y). lib.sh sets the switch for each
+# test and restores it.
 if ctest --test-dir build -N -L integration | grep -q 'Total Tests: [1-9]'; then
-	step "integration tests"
-	ctest --test-dir build -L integration --output-on-failure
+	for uring in N Y; do
+		step "integration tests (enable_uring=$uring)"
+		BUFIOFS_TEST_URING=$uring ctest --test-dir build -L integration --output-on-failure
+	done
 fi
 if ctest --test-dir build-asan -N -L reliability | grep -q 'Total Tests: [1-9]'; then
-	step "reliability tests (daemon under ASan+UBSan)"
-	# RSS bounds are checked on the plain daemon: under ASan RSS means nothing.
-	BUFIOFS_PLAIN="$top/build/src/daemon/bufiofs" \
-		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		ctest --test-dir build-asan -L reliability --output-on-failure
+	for uring in N Y; do
+		step "reliability tests (daemon under ASan+UBSan, enable_uring=$uring)"
+		# RSS bounds are checked on the plain daemon: under ASan RSS means nothing.
+		BUFIOFS_TEST_URING=$uring BUFIOFS_PLAIN="$top/build/src/daemon/bufiofs" \
+			ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+			ctest --test-dir build-asan -L reliability --output-on-failure
+	done
 fi
 step "build (clang, libFuzzer harnesses)"
 CC=clang cmake -S "$top" -B "$top/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUFIO_FUZZ=ON >/dev/null
