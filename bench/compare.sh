@@ -31,6 +31,9 @@ Usage: $0 [options]
   --dir DIR          scratch directory on a disk file system (default /var/tmp)
   --qsd-aio MODE     qemu-storage-daemon aio= (default io_uring)
   --nbd-connections N  nbdfuse multi-conn connections (default 4)
+  --fuse-uring Y|N   the fuse module's enable_uring during the run, restored
+                     after (default Y: bufiofs serves over io_uring; the
+                     peers' libfuse 3.14 cannot use it either way)
 EOF
 }
 
@@ -41,7 +44,7 @@ die() {
 
 size="" rounds="" runtime="" only="" systems="" out="" quick=0
 bufiofs=${BUFIOFS:-} parent=${BENCH_DIR:-/var/tmp} qsd_aio=io_uring nbd_conns=4
-scale_small="" scale_big="" sparse_big=16T
+scale_small="" scale_big="" sparse_big=16T fuse_uring=Y
 while [ $# -gt 0 ]; do
 	case $1 in
 	--size) size=${2:?}; shift ;;
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
 	--dir) parent=${2:?}; shift ;;
 	--qsd-aio) qsd_aio=${2:?}; shift ;;
 	--nbd-connections) nbd_conns=${2:?}; shift ;;
+	--fuse-uring) fuse_uring=${2:?}; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown option: $1" ;;
 	esac
@@ -191,6 +195,8 @@ undo_all() {
 }
 
 CHILD=""
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_SAVED=""
 cleanup() {
 	local rc=$? t
 	set +e
@@ -199,6 +205,7 @@ cleanup() {
 		kill -KILL "$CHILD" 2>/dev/null
 	fi
 	undo_all
+	[ -z "$URING_SAVED" ] || echo "$URING_SAVED" >"$URING_PARAM"
 	for t in "${TMPFS[@]}"; do mountpoint -q "$t" && umount "$t"; done
 	rm -rf "$work"
 	exit "$rc"
@@ -206,6 +213,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+case $fuse_uring in
+Y | N)
+	[ -w "$URING_PARAM" ] || die "--fuse-uring $fuse_uring: this kernel has no $URING_PARAM"
+	URING_SAVED=$(cat "$URING_PARAM")
+	echo "$fuse_uring" >"$URING_PARAM"
+	;;
+*) die "--fuse-uring: Y or N" ;;
+esac
 
 #---- the systems -------------------------------------------------------------
 
@@ -603,5 +619,6 @@ version() {
 	"rounds=$rounds, $runtime s per fio job ($((runtime * ZIPF_FACTOR)) s for zipf-read)" \
 	"caches=bufiofs-hot and nbd $(mib "$hot_budget"), bufiofs-cold $(mib "$cold_budget"), zipf-read $(mib "$zipf_budget"); nbdkit cache-min-block-size=4096, cache-on-read, nbdfuse -C $nbd_conns; qemu aio=$qsd_aio" \
 	"bufiofs=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown) ($bufiofs)" \
+	"fuse=enable_uring=$fuse_uring ($(grep -o 'FUSE requests [a-z/ ]*' "$work/logs/bufiofs.log" | sort | uniq -c | sed 's/^ *//' | paste -sd ';' -))" \
 	"peers=$(version qemu-storage-daemon --version), $(version nbdkit --version), $(version nbdfuse --version), $(version fio --version)"
 echo "report: $out (raw results: ${out%.md}.jsonl)" >&2
