@@ -31,9 +31,10 @@ Usage: $0 [options]
   --dir DIR          scratch directory on a disk file system (default /var/tmp)
   --qsd-aio MODE     qemu-storage-daemon aio= (default io_uring)
   --nbd-connections N  nbdfuse multi-conn connections (default 4)
-  --fuse-uring Y|N   the fuse module's enable_uring during the run, restored
-                     after (default Y: bufiofs serves over io_uring; the
-                     peers' libfuse 3.14 cannot use it either way)
+  --fuse-uring Y|N   Y: bufiofs (hot, cold, ceiling) serves over io_uring
+                     (fuse_uring=yes, the fuse module's enable_uring on for
+                     the run and restored after); default N, bufiofs's
+                     default. The peers' libfuse 3.14 cannot use it.
 EOF
 }
 
@@ -44,7 +45,7 @@ die() {
 
 size="" rounds="" runtime="" only="" systems="" out="" quick=0
 bufiofs=${BUFIOFS:-} parent=${BENCH_DIR:-/var/tmp} qsd_aio=io_uring nbd_conns=4
-scale_small="" scale_big="" sparse_big=16T fuse_uring=Y
+scale_small="" scale_big="" sparse_big=16T fuse_uring=N
 while [ $# -gt 0 ]; do
 	case $1 in
 	--size) size=${2:?}; shift ;;
@@ -274,7 +275,9 @@ mounted() {
 # start_bufiofs BACKING MNT OPTIONS: sets DEV, CTL, DPIDS.
 start_bufiofs() {
 	mkdir -p "$2"
-	"$bufiofs" -f -o "$3" "$1" "$2" >>"$work/logs/bufiofs.log" 2>&1 &
+	local opts=$3
+	[ "$fuse_uring" = N ] || opts+=,fuse_uring=yes
+	"$bufiofs" -f -o "$opts" "$1" "$2" >>"$work/logs/bufiofs.log" 2>&1 &
 	started $!
 	mounted "$2"
 	wait_for "[ -d '$2/control' ]" "${DPIDS[0]}"

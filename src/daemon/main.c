@@ -123,9 +123,9 @@ static int close_devices(struct fs_daemon *d)
 }
 
 /*
- * FUSE over io_uring when asked for and the fuse module allows it. Its
- * enable_uring parameter is the administrator's switch for the whole
- * machine, so the daemon reads it and never sets it.
+ * FUSE over io_uring when asked for (fuse_uring=auto or yes) and the fuse
+ * module allows it. Its enable_uring parameter is the administrator's
+ * switch for the whole machine, so the daemon reads it and never sets it.
  */
 static int choose_uring(struct fs_daemon *d)
 {

@@ -198,8 +198,6 @@ void fs_uring_init_request(struct fs_uring *u, const void *req, size_t len);
 void fs_uring_interrupt(struct fs_uring *u);
 /* Wait for the threads; 0 or the first -errno a queue failed with. */
 int fs_uring_join(struct fs_uring *u);
-/* Whether the kernel agreed: requests come over io_uring. */
-bool fs_uring_active(struct fs_uring *u);
 /* After fs_uring_join() and fs_unmount(); NULL is fine. */
 void fs_uring_free(struct fs_uring *u);
 

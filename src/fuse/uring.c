@@ -424,8 +424,11 @@ static ssize_t reply_init(struct fs_uring *u, int fd, const struct iovec *iov, i
 	ssize_t res;
 
 	atomic_store(&u->init_unique, 0);
-	if (total > sizeof(msg) || total < sizeof(struct fuse_out_header) + 40)
-		return writev(fd, iov, count); /* an error, or a layout we do not know */
+	if (total > sizeof(msg) || total < sizeof(struct fuse_out_header) + 40) {
+		/* An error, or a layout we do not know: no io_uring. */
+		set_phase(u, PH_OFF);
+		return writev(fd, iov, count);
+	}
 	iov_gather(iov, count, 0, (char *)msg, total);
 	pthread_mutex_lock(&u->lock);
 	go = u->init_offered && !u->setup_failed && u->nsetup == u->nthreads &&
@@ -455,7 +458,7 @@ static ssize_t reply_init(struct fs_uring *u, int fd, const struct iovec *iov, i
 	if (!go)
 		fs_log(LOG_NOTICE, "FUSE requests come through /dev/fuse reads (%s)",
 		       !u->init_offered ? "the kernel did not offer io_uring"
-		                        : "the io_uring threads are not ready");
+		                        : "io_uring could not be set up");
 	return res;
 }
 
@@ -812,18 +815,6 @@ int fs_uring_join(struct fs_uring *u)
 		if (u->t[i].started)
 			pthread_join(u->t[i].tid, NULL);
 	return atomic_load(&u->error);
-}
-
-bool fs_uring_active(struct fs_uring *u)
-{
-	bool go;
-
-	if (!u)
-		return false;
-	pthread_mutex_lock(&u->lock);
-	go = u->phase == PH_GO;
-	pthread_mutex_unlock(&u->lock);
-	return go;
 }
 
 void fs_uring_free(struct fs_uring *u)

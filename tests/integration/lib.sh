@@ -87,9 +87,12 @@ set_uring() {
 	echo "$1" >"$URING_PARAM"
 }
 
-# BUFIOFS_TEST_URING=Y or N runs a test with that setting (the daemon's
-# default, fuse_uring=auto, follows it): CI runs the suite both ways.
+# BUFIOFS_TEST_URING=Y runs a test's daemons over io_uring (the switch on
+# and fuse_uring=yes; a test's own -o comes later and wins), N over
+# /dev/fuse with the switch off: CI runs the suite both ways.
+URING_OPTS=()
 [ -z "${BUFIOFS_TEST_URING:-}" ] || set_uring "$BUFIOFS_TEST_URING"
+[ "${BUFIOFS_TEST_URING:-}" != Y ] || URING_OPTS=(-o fuse_uring=yes)
 
 # ours PID: is it still a process of this test (its command line names the
 # scratch directory)? A PID reaped earlier may by now be anyone's: PIDs wrap.
@@ -135,7 +138,7 @@ start_daemon() {
 	local mnt=$1
 	shift
 	mkdir -p "$mnt"
-	"$BUFIOFS" -f "$@" >>"$TMP/daemon.log" 2>&1 &
+	"$BUFIOFS" -f "${URING_OPTS[@]}" "$@" >>"$TMP/daemon.log" 2>&1 &
 	DAEMON_PID=$!
 	PIDS+=("$DAEMON_PID")
 	FUSE_MOUNTS+=("$mnt")

@@ -1,6 +1,7 @@
 #!/bin/bash
 # FUSE over io_uring (src/fuse/uring.c): the daemon uses it exactly when asked
-# and allowed, says so, and serves everything through it (reads, writes of
+# (fuse_uring=auto or yes; the default is no) and allowed, says so, and
+# serves everything through it (reads, writes of
 # every size, control files, fsync) with the same results as /dev/fuse; a
 # daemon killed with requests in flight leaves a mount that can be cleaned up
 # and served again; fuse_uring=yes on a kernel that does not allow it stops
@@ -10,6 +11,7 @@ source "$(dirname "$0")/lib.sh"
 need_fuse
 need_tools fio cmp
 cd "$TMP" # fio leaves verify state files in the working directory
+URING_OPTS=() # this test chooses the transport of each daemon itself
 
 BACKING=$TMP/backing.img
 MNT=$TMP/fuse
@@ -42,21 +44,23 @@ mountpoint -q "$MNT" && fail "a refused start left $MNT mounted"
 
 log "fuse_uring=auto with the module switch off: /dev/fuse"
 from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT"
+start_fg "$BACKING" "$MNT" -o fuse_uring=auto
 log_since "$from" | grep -q "$DEV_LINE" || fail "auto did not report /dev/fuse with enable_uring=N"
 cmp -n 1M "$MNT/disk" "$BACKING" || fail "read through /dev/fuse differs"
 stop_term "$DAEMON_PID"
 
-log "fuse_uring=no with the module switch on: /dev/fuse"
+log "fuse_uring=no, and the default, with the module switch on: /dev/fuse"
 set_uring Y
-from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT" -o fuse_uring=no
-log_since "$from" | grep -q "$DEV_LINE" || fail "fuse_uring=no still used io_uring"
-stop_term "$DAEMON_PID"
+for opt in fuse_uring=no max_age_seconds=60; do
+	from=$(($(log_lines) + 1))
+	start_fg "$BACKING" "$MNT" -o "$opt"
+	log_since "$from" | grep -q "$DEV_LINE" || fail "-o $opt still used io_uring"
+	stop_term "$DAEMON_PID"
+done
 
 log "fuse_uring=auto with the switch on: io_uring"
 from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT" -o max_cache_size_bytes=16M
+start_fg "$BACKING" "$MNT" -o fuse_uring=auto,max_cache_size_bytes=16M
 log_since "$from" | grep -q "$RING_LINE" || fail "io_uring not used: $(log_since "$from")"
 cmp "$MNT/disk" "$BACKING" || fail "a cold read over io_uring differs from the backing"
 
@@ -98,7 +102,7 @@ stop_term "$DAEMON_PID"
 cmp "$BACKING" "$TMP/model.img" || fail "backing differs from the model after SIGTERM"
 
 log "kill -9 with requests in flight, then clean up and serve again"
-start_fg "$BACKING" "$MNT"
+start_fg "$BACKING" "$MNT" -o fuse_uring=yes
 fio --name=busy --filename="$MNT/disk" --rw=randread --bs=4k --size=256M --ioengine=libaio \
 	--direct=1 --iodepth=32 --numjobs=2 --runtime=30 --time_based \
 	--output="$TMP/fio-busy.log" >/dev/null 2>&1 &
@@ -115,7 +119,7 @@ kill -0 "$FIO" 2>/dev/null && { kill -KILL "$FIO"; fail "fio hung after the daem
 wait "$FIO" 2>/dev/null || true
 fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"
 from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT"
+start_fg "$BACKING" "$MNT" -o fuse_uring=yes
 log_since "$from" | grep -q "$RING_LINE" || fail "the restarted daemon does not use io_uring"
 cmp "$MNT/disk" "$TMP/model.img" || fail "data after kill -9 and restart differs"
 stop_term "$DAEMON_PID"

@@ -328,19 +328,19 @@ START_TEST(test_cmdline_overrides_config)
 }
 END_TEST
 
-/* fuse_uring: auto (default), a boolean, or an error naming the choices. */
+/* fuse_uring: no (default), auto, a boolean, or an error naming the choices. */
 START_TEST(test_fuse_uring)
 {
 	struct fs_cmdline cmd;
 
-	ck_assert_int_eq(load("fuse_uring = \"no\";\n"), 0);
-	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO);
 	ck_assert_int_eq(load("fuse_uring = \"Auto\";\n"), 0);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_AUTO);
+	ck_assert_int_eq(load("fuse_uring = \"no\";\n"), 0);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO);
 	load_fails("\nfuse_uring = \"sometimes\";\n", 2, "expected auto, yes or no");
 	load_fails("fuse_uring = 1;\n", 1, "a string");
 	fs_config_free(&cfg);
-	ck_assert_int_eq(cfg.fuse_uring, FS_URING_AUTO);
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO); /* the default */
 	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt", NULL),
 	                 FS_OPTIONS_RUN);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_YES);
