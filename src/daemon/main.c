@@ -130,13 +130,12 @@ static int close_devices(struct fs_daemon *d)
 static int choose_uring(struct fs_daemon *d)
 {
 	enum fs_uring_mode mode = d->cfg->fuse_uring;
-	bool kernel = fs_uring_kernel_enabled();
 
 	if (mode == FS_URING_NO) {
 		fs_log(LOG_NOTICE, "FUSE requests come through /dev/fuse reads (fuse_uring=no)");
 		return 0;
 	}
-	if (!kernel) {
+	if (!fs_uring_kernel_enabled()) {
 		if (mode == FS_URING_AUTO) {
 			fs_log(LOG_NOTICE, "FUSE requests come through /dev/fuse reads (the fuse "
 			                   "module's enable_uring is off)");

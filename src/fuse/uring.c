@@ -95,8 +95,7 @@ struct uring_cmd_req {
 /* Threads per CPU queue: about 8 in all, as many as /dev/fuse workers. */
 #define URING_THREADS_TOTAL 8
 /* Entries per thread: the batch one io_uring_enter can answer. */
-#define URING_ENTRIES     8
-#define URING_ENTRIES_MAX 16
+#define URING_ENTRIES 8
 /*
  * Requests are at most 256 KiB over the ring (the INIT reply says so): the
  * kernel wants every entry's payload buffer as large as the largest
@@ -133,7 +132,6 @@ struct uring_ent {
 	uint64_t unique; /* of the request being dispatched */
 	size_t touched;  /* payload bytes that may be resident */
 	bool answered;   /* the reply is in the entry */
-	bool dead;       /* the kernel ended it (unmount) */
 };
 
 struct uring_thread {
@@ -144,7 +142,7 @@ struct uring_thread {
 	bool done; /* under fs_uring.lock: no more signals to this thread */
 	bool ring_ok;
 	struct io_uring ring;
-	struct uring_ent ents[URING_ENTRIES_MAX];
+	struct uring_ent ents[URING_ENTRIES];
 	struct uring_req_header *hdrs;
 	char *payloads;
 	char *flat; /* a request reassembled for libfuse */
@@ -176,7 +174,6 @@ struct fs_uring {
 	atomic_int error;
 	atomic_size_t resident; /* sum of the entries' touched bytes */
 	unsigned nthreads;
-	unsigned nent; /* entries per thread */
 	struct uring_thread t[];
 };
 
@@ -238,7 +235,7 @@ static void thread_unprepare(struct uring_thread *t)
 		io_uring_queue_exit(&t->ring);
 	t->ring_ok = false;
 	if (t->payloads)
-		munmap(t->payloads, t->u->payload * t->u->nent);
+		munmap(t->payloads, t->u->payload * URING_ENTRIES);
 	if (t->flat)
 		munmap(t->flat, t->u->payload + 4096);
 	free(t->hdrs);
@@ -260,7 +257,7 @@ static int ring_init(struct io_uring *ring)
 	for (unsigned i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		struct io_uring_params p = {.flags = flags[i]};
 
-		err = io_uring_queue_init_params(URING_ENTRIES_MAX * 2, ring, &p);
+		err = io_uring_queue_init_params(URING_ENTRIES * 2, ring, &p);
 		if (err != -EINVAL)
 			break;
 	}
@@ -272,9 +269,9 @@ static int thread_prepare(struct uring_thread *t)
 	size_t pl = t->u->payload;
 	int err;
 
-	t->hdrs = aligned_alloc(64, t->u->nent * sizeof(*t->hdrs));
-	t->payloads =
-	    mmap(NULL, pl * t->u->nent, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	t->hdrs = aligned_alloc(64, URING_ENTRIES * sizeof(*t->hdrs));
+	t->payloads = mmap(NULL, pl * URING_ENTRIES, PROT_READ | PROT_WRITE,
+	                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	t->flat = mmap(NULL, pl + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (t->payloads == MAP_FAILED)
 		t->payloads = NULL;
@@ -282,12 +279,12 @@ static int thread_prepare(struct uring_thread *t)
 		t->flat = NULL;
 	if (!t->hdrs || !t->payloads || !t->flat)
 		return -ENOMEM;
-	memset(t->hdrs, 0, t->u->nent * sizeof(*t->hdrs));
+	memset(t->hdrs, 0, URING_ENTRIES * sizeof(*t->hdrs));
 	err = ring_init(&t->ring);
 	if (err)
 		return err;
 	t->ring_ok = true;
-	for (unsigned i = 0; i < t->u->nent; i++) {
+	for (unsigned i = 0; i < URING_ENTRIES; i++) {
 		struct uring_ent *e = &t->ents[i];
 
 		*e = (struct uring_ent){.hdr = &t->hdrs[i], .payload = t->payloads + i * pl};
@@ -378,14 +375,13 @@ static size_t iov_total(const struct iovec *iov, int count)
 	return n;
 }
 
-/* The reply to the entry's request goes into the entry, for the commit. */
-static ssize_t reply_into(struct fs_uring *u, struct uring_ent *e, const struct iovec *iov,
-                          int count, size_t total)
+/* The reply to the entry's request goes into the entry, for the commit;
+ * @out is its header, already gathered from @iov. */
+static ssize_t reply_into(struct fs_uring *u, struct uring_ent *e, struct fuse_out_header out,
+                          const struct iovec *iov, int count, size_t total)
 {
-	struct fuse_out_header out = {0};
 	size_t body = total - sizeof(out);
 
-	iov_gather(iov, count, 0, (char *)&out, sizeof(out));
 	if (body > u->payload) {
 		fs_log(LOG_ERR, "a %zu-byte FUSE reply does not fit a ring entry; failing it",
 		       body);
@@ -454,7 +450,7 @@ static ssize_t reply_init(struct fs_uring *u, int fd, const struct iovec *iov, i
 	if (go && res >= 0)
 		fs_log(LOG_NOTICE,
 		       "FUSE requests over io_uring: %u queues x %u threads x %u entries", u->nq,
-		       u->per_q, u->nent);
+		       u->per_q, URING_ENTRIES);
 	if (!go)
 		fs_log(LOG_NOTICE, "FUSE requests come through /dev/fuse reads (%s)",
 		       !u->init_offered ? "the kernel did not offer io_uring"
@@ -475,7 +471,7 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 		return writev(fd, iov, count);
 	iov_gather(iov, count, 0, (char *)&out, sizeof(out));
 	if (e && out.unique == e->unique && !e->answered)
-		return reply_into(u, e, iov, count, total);
+		return reply_into(u, e, out, iov, count, total);
 	init = atomic_load_explicit(&u->init_unique, memory_order_relaxed);
 	if (init && out.unique == init)
 		return reply_init(u, fd, iov, count, total);
@@ -610,7 +606,6 @@ static bool serve_batch(struct uring_thread *t, unsigned *alive)
 				       strerror(-cqe->res));
 				atomic_compare_exchange_strong(&t->u->error, &none, cqe->res);
 			}
-			e->dead = true;
 			(*alive)--;
 			continue;
 		}
@@ -618,7 +613,6 @@ static bool serve_batch(struct uring_thread *t, unsigned *alive)
 		dispatch(t, e);
 		trim_payload(t->u, e, req_len);
 		if (queue_commit(t, idx) != 0) {
-			e->dead = true;
 			(*alive)--;
 		}
 		if (now_ns() - since > URING_SLOW_NS) {
@@ -647,10 +641,10 @@ static void abandon(struct uring_thread *t)
 static void serve(struct uring_thread *t)
 {
 	struct fs_uring *u = t->u;
-	unsigned alive = u->nent;
+	unsigned alive = URING_ENTRIES;
 	int err = 0;
 
-	for (unsigned i = 0; i < u->nent && !err; i++)
+	for (unsigned i = 0; i < URING_ENTRIES && !err; i++)
 		err = queue_register(t, i, (uint16_t)t->qid);
 	if (!err) {
 		int res = io_uring_submit(&t->ring);
@@ -748,7 +742,6 @@ struct fs_uring *fs_uring_new(struct fs_ctx *ctx)
 	u->nq = nq;
 	u->per_q = per_q;
 	u->nthreads = nq * per_q;
-	u->nent = URING_ENTRIES;
 	/* The kernel wants room for max(max_write, max_pages pages, 8 KiB). */
 	u->payload = URING_MAX_IO;
 	pthread_mutex_init(&u->lock, NULL);
