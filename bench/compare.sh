@@ -610,6 +610,14 @@ done
 [ -n "$out" ] || out=$PWD/compare-$(date +%Y%m%d-%H%M%S).md
 cp "$results" "${out%.md}.jsonl"
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
+# How an idle CPU wakes decides QD1 latency on a VM: without guest halt polling
+# every wake of a halted vCPU costs ~15 us here (bench/README.md, "QD1 and idle").
+idle_config() {
+	local drv poll
+	drv=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null) || drv=unknown
+	poll=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null) || poll=n/a
+	echo "cpuidle driver $drv, guest_halt_poll_ns $poll"
+}
 version() {
 	local v
 	v=$("$@" 2>/dev/null) || v="$1 not installed"
@@ -623,5 +631,6 @@ version() {
 	"caches=bufiofs-hot and nbd $(mib "$hot_budget"), bufiofs-cold $(mib "$cold_budget"), zipf-read $(mib "$zipf_budget"); nbdkit cache-min-block-size=4096, cache-on-read, nbdfuse -C $nbd_conns; qemu aio=$qsd_aio" \
 	"bufiofs=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown) ($bufiofs)" \
 	"fuse=enable_uring=$fuse_uring ($(grep -o 'FUSE requests [a-z/ ]*' "$work/logs/bufiofs.log" | sort | uniq -c | sed 's/^ *//' | paste -sd ';' -))" \
+	"idle=$(idle_config)" \
 	"peers=$(version qemu-storage-daemon --version), $(version nbdkit --version), $(version nbdfuse --version), $(version fio --version)"
 echo "report: $out (raw results: ${out%.md}.jsonl)" >&2
