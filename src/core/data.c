@@ -55,6 +55,11 @@ static struct chunk *chunk_map(struct data_alloc *d)
 	if (base > p)
 		munmap(p, (size_t)(base - p));
 	munmap(base + sz, (size_t)(p + 2 * sz - (base + sz)));
+	/* Chunks are 2 MiB-aligned multiples of 2 MiB: backed by huge pages,
+	 * a growing cache takes one fault per chunk instead of 512 (each a
+	 * VM exit on a fresh VM) and a hot cache misses the TLB less. It can
+	 * fail (no THP in this kernel): small pages work as well. */
+	(void)madvise(base, sz, MADV_HUGEPAGE);
 	struct chunk *ch = (struct chunk *)base;
 	ch->next = ch->prev = NULL;
 	ch->free = NULL;
@@ -111,7 +116,9 @@ void *data_get(struct data_alloc *d)
 		p = ch->free;
 		ch->free = *(void **)p;
 	} else {
-		/* Untouched pieces cost no memory until first used. */
+		/* Untouched pieces cost no memory until first used, unless
+		 * the chunk got a huge page: then at most one chunk per
+		 * allocator is resident beyond its blocks. */
 		p = (char *)ch + ch->bump;
 		ch->bump += d->stride;
 	}
