@@ -16,6 +16,7 @@
 #define BIG_BLOCK   (1u << 20)
 #define MIN_CHUNK   (2u << 20)
 #define CHUNK_MULTI 32 /* at least this many blocks per chunk */
+#define HUGE_AFTER  8  /* chunks held before new ones get huge pages */
 
 /* Lives in the chunk's first piece(s); pieces follow. */
 struct chunk {
@@ -57,9 +58,12 @@ static struct chunk *chunk_map(struct data_alloc *d)
 	munmap(base + sz, (size_t)(p + 2 * sz - (base + sz)));
 	/* Chunks are 2 MiB-aligned multiples of 2 MiB: backed by huge pages,
 	 * a growing cache takes one fault per chunk instead of 512 (each a
-	 * VM exit on a fresh VM) and a hot cache misses the TLB less. It can
-	 * fail (no THP in this kernel): small pages work as well. */
-	(void)madvise(base, sz, MADV_HUGEPAGE);
+	 * VM exit on a fresh VM). A huge page is resident whole, untouched
+	 * pieces included, so small caches keep small pages: that one chunk
+	 * is then a small share of what the allocator holds. It can fail
+	 * (no THP in this kernel): small pages work as well. */
+	if (d->nchunks >= HUGE_AFTER)
+		(void)madvise(base, sz, MADV_HUGEPAGE);
 	struct chunk *ch = (struct chunk *)base;
 	ch->next = ch->prev = NULL;
 	ch->free = NULL;
@@ -117,8 +121,9 @@ void *data_get(struct data_alloc *d)
 		ch->free = *(void **)p;
 	} else {
 		/* Untouched pieces cost no memory until first used, unless
-		 * the chunk got a huge page: then at most one chunk per
-		 * allocator is resident beyond its blocks. */
+		 * the chunk got a huge page (past HUGE_AFTER chunks): then
+		 * at most one chunk per allocator is resident beyond its
+		 * blocks. */
 		p = (char *)ch + ch->bump;
 		ch->bump += d->stride;
 	}
