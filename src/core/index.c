@@ -59,7 +59,7 @@ int index_init(struct bufio_client *c)
 		s->nrd = nrd;
 		s->rd = c->rd;
 		for (unsigned j = 0; j < NRD; j++)
-			pthread_spin_init(&c->rd[j].l[i], PTHREAD_PROCESS_PRIVATE);
+			atomic_init(&c->rd[j].l[i], 0);
 	}
 	return 0;
 }
@@ -68,8 +68,6 @@ void index_destroy(struct bufio_client *c)
 {
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		free(c->shards[i].buckets);
-		for (unsigned j = 0; j < NRD; j++)
-			pthread_spin_destroy(&c->rd[j].l[i]);
 	}
 }
 
@@ -131,25 +129,25 @@ void shard_wrlock(struct shard *s)
 	/* Always in stripe order, and no thread holds two reader locks, so
 	 * writers and readers cannot deadlock. */
 	for (unsigned j = 0; j < s->nrd; j++)
-		pthread_spin_lock(&s->rd[j].l[s->idx]);
+		slock_lock(&s->rd[j].l[s->idx]);
 }
 
 void shard_wrunlock(struct shard *s)
 {
 	for (unsigned j = s->nrd; j--;)
-		pthread_spin_unlock(&s->rd[j].l[s->idx]);
+		slock_unlock(&s->rd[j].l[s->idx]);
 }
 
 unsigned shard_rdlock(struct shard *s)
 {
 	unsigned j = stat_slot_id() & (s->nrd - 1);
-	pthread_spin_lock(&s->rd[j].l[s->idx]);
+	slock_lock(&s->rd[j].l[s->idx]);
 	return j;
 }
 
 void shard_rdunlock(struct shard *s, unsigned stripe)
 {
-	pthread_spin_unlock(&s->rd[stripe].l[s->idx]);
+	slock_unlock(&s->rd[stripe].l[s->idx]);
 }
 
 struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block)

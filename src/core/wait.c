@@ -21,6 +21,46 @@ static void futex_wake_all(atomic_uint *addr)
 	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+/*
+ * How often a contended slock is retried before sleeping. Holders keep a
+ * shard for a hash insert or removal, well under a microsecond, so a short
+ * spin usually wins; a holder that got preempted is not coming back within
+ * any spin, and sleeping lets it run.
+ */
+#define SLOCK_SPINS 64
+
+/* Tell the CPU we spin: on x86 it stops the loop hogging a hyperthread. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+void slock_lock_slow(slock_t *l)
+{
+	unsigned v;
+
+	for (int i = 0; i < SLOCK_SPINS; i++) {
+		cpu_relax();
+		v = atomic_load_explicit(l, memory_order_relaxed);
+		if (v == 0 && atomic_compare_exchange_weak_explicit(l, &v, 1, memory_order_acquire,
+		                                                    memory_order_relaxed))
+			return;
+	}
+	/* From here on we may have slept, and others may sleep too: keep
+	 * the word at 2 so that our unlock wakes them. */
+	while (atomic_exchange_explicit(l, 2, memory_order_acquire) != 0)
+		futex_wait(l, 2);
+}
+
+void slock_wake(slock_t *l)
+{
+	syscall(SYS_futex, l, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits)
 {
 	unsigned s = atomic_load_explicit(&b->state, memory_order_acquire);
