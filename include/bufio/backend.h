@@ -110,6 +110,12 @@ struct bufio_backend_options {
 	unsigned queue_depth; /* io_uring entries; 0 = 256 */
 	unsigned threads;     /* thread-pool workers; 0 = 4 */
 	bool fixed_buffers;   /* reserved for registered buffers; may be ignored */
+	/*
+	 * io_uring engine: 1 MiB staging buffers (at most 8, mapped on first
+	 * use, outside any cache budget) that merged reads of scattered blocks
+	 * go through, so the device gets a few large segments; 0 = none.
+	 */
+	unsigned staging_buffers;
 };
 
 /*

@@ -76,6 +76,38 @@ struct bufio_io *be_merge(struct be_file *f, struct bufio_io *ios);
 const struct iovec *be_vec_iov(const struct bufio_io *io, unsigned *n);
 void be_vec_advance(struct bufio_io *io, uint64_t bytes);
 
+/*
+ * Staging buffers (bounce.c): an engine may read a merged run of scattered
+ * blocks into one contiguous buffer and copy it out, so the device sees a
+ * few large segments instead of one per block. The engine serialises every
+ * call on a pool (its submission lock); nothing here blocks or fails loudly.
+ */
+#define BE_BOUNCE_MAX        8
+#define BE_BOUNCE_BYTES      (1u << 20) /* the largest merged io */
+#define BE_BOUNCE_MIN_PIECES 8          /* fewer separate pieces: read in place */
+struct be_bounce {
+	unsigned want;  /* buffers to map on first use; 0 = never stage */
+	unsigned nfree; /* of free[] */
+	bool tried;     /* the mapping was attempted (and failed if !mem) */
+	char *mem;
+	char *free[BE_BOUNCE_MAX];
+};
+
+/* Set up a pool of @n buffers (at most BE_BOUNCE_MAX), mapped on first use. */
+void be_bounce_init(struct be_bounce *b, unsigned n);
+/*
+ * A staging buffer for a read of @len bytes into @iov[@n], or NULL to read
+ * in place: too short or too few separate pieces to gain, none free, or no
+ * memory for the pool.
+ */
+char *be_bounce_get(struct be_bounce *b, const struct iovec *iov, unsigned n, uint64_t len);
+/* Give back a buffer of be_bounce_get(). */
+void be_bounce_put(struct be_bounce *b, char *buf);
+/* Copy @len bytes of @src out over @iov[@n], in order. */
+void be_bounce_scatter(const struct iovec *iov, unsigned n, const char *src, uint64_t len);
+/* Unmap the pool; no buffer may be in use. */
+void be_bounce_destroy(struct be_bounce *b);
+
 /* Release what bufio_backend_open() set up in @f (fd, path). */
 void be_file_release(struct be_file *f);
 

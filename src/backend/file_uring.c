@@ -26,6 +26,7 @@
 struct uring_req {
 	struct bufio_io *io;
 	uint64_t done; /* bytes transferred so far */
+	char *staging; /* a merged read going through a staging buffer */
 	struct uring_req *next_free;
 };
 
@@ -46,6 +47,7 @@ struct be_uring {
 	bool stopping;
 	bool has_helper;
 	struct be_pool helper; /* block-device discards: not an io_uring op */
+	struct be_bounce staging;
 };
 
 /* Push prepared SQEs to the kernel. Called with the lock held. */
@@ -99,7 +101,13 @@ static void prep(struct be_uring *u, struct uring_req *r)
 		iov = be_vec_iov(io, &nvec);
 	switch (io->op) {
 	case BUFIO_OP_READ | BE_IO_VEC:
-		io_uring_prep_readv(sqe, u->f.fd, iov, nvec, io->offset + r->done);
+		/* Whole merged reads only: after a short transfer, in place. */
+		if (!r->done && !r->staging)
+			r->staging = be_bounce_get(&u->staging, iov, nvec, io->len);
+		if (r->staging)
+			io_uring_prep_read(sqe, u->f.fd, r->staging, (unsigned)io->len, io->offset);
+		else
+			io_uring_prep_readv(sqe, u->f.fd, iov, nvec, io->offset + r->done);
 		break;
 	case BUFIO_OP_WRITE | BE_IO_VEC:
 		io_uring_prep_writev(sqe, u->f.fd, iov, nvec, io->offset + r->done);
@@ -138,6 +146,7 @@ static void start(struct be_uring *u, struct bufio_io *io)
 	u->free = r->next_free;
 	r->io = io;
 	r->done = 0;
+	r->staging = NULL;
 	prep(u, r);
 }
 
@@ -219,7 +228,54 @@ static void uring_submit(struct bufio_backend *be, struct bufio_io *ios)
 struct reaped {
 	struct bufio_io *io;
 	int res;
+	char *staging; /* to copy out, then give back, before ->done */
 };
+
+/*
+ * A staged read ended with @res. Whole: leave the copy to the caller, outside
+ * the lock. Short or failed: copy what arrived now (rare), give the buffer
+ * back, and let the read go on in place. Lock held.
+ */
+static char *staged_end(struct be_uring *u, struct uring_req *r, int res)
+{
+	char *buf = r->staging;
+
+	r->staging = NULL;
+	if (res > 0 && (uint64_t)res >= r->io->len)
+		return buf;
+	if (res > 0) {
+		unsigned n;
+		const struct iovec *iov = be_vec_iov(r->io, &n);
+
+		be_bounce_scatter(iov, n, buf, (uint64_t)res);
+	}
+	be_bounce_put(&u->staging, buf);
+	return NULL;
+}
+
+/* Copy the whole staged reads of @done out, then give their buffers back. */
+static void staged_copy(struct be_uring *u, struct reaped *done, unsigned ndone)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < ndone; i++) {
+		const struct iovec *iov;
+		unsigned n;
+
+		if (!done[i].staging)
+			continue;
+		iov = be_vec_iov(done[i].io, &n);
+		be_bounce_scatter(iov, n, done[i].staging, done[i].io->len);
+		any = true;
+	}
+	if (!any)
+		return;
+	pthread_mutex_lock(&u->lock);
+	for (unsigned i = 0; i < ndone; i++)
+		if (done[i].staging)
+			be_bounce_put(&u->staging, done[i].staging);
+	pthread_mutex_unlock(&u->lock);
+}
 
 static void *reaper_main(void *arg)
 {
@@ -248,6 +304,7 @@ static void *reaper_main(void *arg)
 			struct uring_req *r = io_uring_cqe_get_data(cqes[i]);
 			int res = cqes[i]->res;
 			struct bufio_io *io;
+			char *staged = NULL;
 
 			if (!r) { /* the NOP from close() */
 				stop = u->stopping;
@@ -258,6 +315,8 @@ static void *reaper_main(void *arg)
 				prep(u, r);
 				continue;
 			}
+			if (r->staging)
+				staged = staged_end(u, r, res);
 			bool rw = (io->op & ~BE_IO_VEC) == BUFIO_OP_READ ||
 			          (io->op & ~BE_IO_VEC) == BUFIO_OP_WRITE;
 
@@ -280,6 +339,7 @@ static void *reaper_main(void *arg)
 			}
 			done[ndone].io = io;
 			done[ndone].res = res;
+			done[ndone].staging = staged;
 			ndone++;
 			r->next_free = u->free;
 			u->free = r;
@@ -289,6 +349,7 @@ static void *reaper_main(void *arg)
 		pthread_mutex_unlock(&u->lock);
 
 		/* outside the lock: a callback may submit again */
+		staged_copy(u, done, ndone);
 		for (unsigned i = 0; i < ndone; i++)
 			done[i].io->done(done[i].io, done[i].res);
 	}
@@ -312,6 +373,7 @@ static void uring_close(struct bufio_backend *be)
 
 	if (u->has_helper)
 		be_pool_stop(&u->helper);
+	be_bounce_destroy(&u->staging);
 	io_uring_queue_exit(&u->ring);
 	pthread_cond_destroy(&u->space);
 	pthread_mutex_destroy(&u->lock);
@@ -389,6 +451,7 @@ int be_uring_create(const struct be_file *f, const struct bufio_backend_options 
 	u->f.be.ops = &uring_ops;
 	u->f.be.name = "io_uring";
 	u->pend_tail = &u->pend_head;
+	be_bounce_init(&u->staging, opts->staging_buffers);
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->space, NULL);
 	if (u->f.blkdev && !(u->f.be.flags & BUFIO_BE_READONLY)) {

@@ -397,6 +397,71 @@ START_TEST(test_merge)
 }
 END_TEST
 
+/*
+ * Merged reads into scattered buffers go through staging buffers (io_uring
+ * engine): the data lands where each part asked, also when a batch has more
+ * merged reads than there are staging buffers, and when the file ends inside
+ * a staged read (the part before the end is copied out, the rest fails).
+ */
+START_TEST(test_staging)
+{
+	char path[256];
+	const unsigned n = 1200; /* 5 merged reads of up to 1 MiB, 2 staging buffers */
+	const uint64_t stride = 3 * 4096ull;
+	unsigned char *src = alloc_aligned(4096, n * 4096ull),
+	              *dst = alloc_aligned(4096, n * stride);
+	struct bufio_backend_options o = {
+	    .engine = BUFIO_ENGINE_URING, .direct = 1, .staging_buffers = 2};
+	struct bufio_io *ios = calloc(n, sizeof(*ios));
+	struct bufio_backend *be;
+	struct bufio_plug plug;
+	struct waiter w;
+	int fd;
+
+	temp_file(path, 8 * MIB);
+	fill_pattern(src, n * 4096ull, 31, 5);
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(pwrite(fd, src, n * 4096ull, 4096), (ssize_t)(n * 4096ull));
+	close(fd);
+	be = bufio_backend_open(path, &o);
+	ck_assert_msg(be != NULL, "open: %s", strerror(errno));
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 1: the file ends 2 blocks into the second merged read */
+		unsigned whole = pass ? 258 : n;
+
+		if (pass)
+			ck_assert_int_eq(truncate(path, 4096 + 258 * 4096ull), 0);
+		memset(dst, 0xee, n * stride);
+		waiter_init(&w);
+		bufio_plug_init(&plug);
+		for (unsigned i = 0; i < n; i++) {
+			/* every block 8 KiB after the previous one ends: no two adjacent */
+			ios[i] = (struct bufio_io){.buf = dst + i * stride,
+			                           .offset = 4096 + i * 4096ull,
+			                           .len = 4096,
+			                           .done = waiter_done,
+			                           .private = &w,
+			                           .op = BUFIO_OP_READ};
+			bufio_plug_add(&plug, &ios[i]);
+		}
+		bufio_backend_submit(be, plug.head);
+		waiter_wait(&w, n);
+		ck_assert_uint_eq(w.errors, n - whole);
+		for (unsigned i = 0; i < whole; i++)
+			ck_assert_msg(memcmp(dst + i * stride, src + i * 4096ull, 4096) == 0,
+			              "pass %d block %u", pass, i);
+		/* the gaps between the blocks were never written */
+		for (unsigned i = 0; i + 1 < n; i++)
+			ck_assert_uint_eq(dst[i * stride + 4096], 0xee);
+	}
+	bufio_backend_close(be);
+	unlink(path);
+	free(ios);
+	free(src);
+	free(dst);
+}
+END_TEST
+
 START_TEST(test_readonly)
 {
 	char path[256];
@@ -881,6 +946,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(t, test_eof, 0, 2);
 	tcase_add_loop_test(t, test_short_transfers, 0, 2);
 	tcase_add_loop_test(t, test_merge, 0, 2);
+	tcase_add_test(t, test_staging);
 	tcase_add_loop_test(t, test_readonly, 0, 2);
 	tcase_add_loop_test(t, test_discard, 0, 2);
 	tcase_add_loop_test(t, test_batch_1000, 0, 2);
