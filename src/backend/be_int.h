@@ -75,17 +75,22 @@ int be_file_exec_sync(struct bufio_backend *be, struct bufio_io *io);
 struct bufio_io *be_merge(struct be_file *f, struct bufio_io *ios);
 const struct iovec *be_vec_iov(const struct bufio_io *io, unsigned *n);
 void be_vec_advance(struct bufio_io *io, uint64_t bytes);
+/* The staging buffer an engine attached to a merged io (NULL: none). The
+ * engine gives it back before completing the io. */
+char *be_vec_staging(const struct bufio_io *io);
+void be_vec_set_staging(struct bufio_io *io, char *buf);
 
 /*
  * Staging buffers (bounce.c): an engine may read a merged run of scattered
  * blocks into one contiguous buffer and copy it out, so the device sees a
- * few large segments instead of one per block. The engine serialises every
- * call on a pool (its submission lock); nothing here blocks or fails loudly.
+ * few large segments instead of one per block. Thread-safe; get and put
+ * only take the pool's own short lock.
  */
 #define BE_BOUNCE_MAX        8
 #define BE_BOUNCE_BYTES      (1u << 20) /* the largest merged io */
 #define BE_BOUNCE_MIN_PIECES 8          /* fewer separate pieces: read in place */
 struct be_bounce {
+	pthread_mutex_t lock;
 	unsigned want;  /* buffers to map on first use; 0 = never stage */
 	unsigned nfree; /* of free[] */
 	bool tried;     /* the mapping was attempted (and failed if !mem) */

@@ -11,8 +11,8 @@
  * 1.67-2.03 GB/s there.
  *
  * The pool is mapped on first use (a device that never streams pays
- * nothing), touched once so no fault is taken on the read path, and kept
- * until the backend closes. Not thread-safe: the engine serialises it.
+ * nothing), touched once so no fault is taken on the I/O path, and kept
+ * until the backend closes.
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -25,6 +25,7 @@
 void be_bounce_init(struct be_bounce *b, unsigned n)
 {
 	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->lock, NULL);
 	b->want = n < BE_BOUNCE_MAX ? n : BE_BOUNCE_MAX;
 }
 
@@ -69,14 +70,20 @@ char *be_bounce_get(struct be_bounce *b, const struct iovec *iov, unsigned n, ui
 		return NULL;
 	if (pieces(iov, n) < BE_BOUNCE_MIN_PIECES)
 		return NULL; /* already few segments: a copy would buy nothing */
-	if (!b->mem && (b->tried || !bounce_map(b)))
-		return NULL;
-	return b->nfree ? b->free[--b->nfree] : NULL;
+	char *buf = NULL;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->mem || (!b->tried && bounce_map(b)))
+		buf = b->nfree ? b->free[--b->nfree] : NULL;
+	pthread_mutex_unlock(&b->lock);
+	return buf;
 }
 
 void be_bounce_put(struct be_bounce *b, char *buf)
 {
+	pthread_mutex_lock(&b->lock);
 	b->free[b->nfree++] = buf;
+	pthread_mutex_unlock(&b->lock);
 }
 
 void be_bounce_scatter(const struct iovec *iov, unsigned n, const char *src, uint64_t len)
@@ -95,4 +102,5 @@ void be_bounce_destroy(struct be_bounce *b)
 	if (b->mem)
 		munmap(b->mem, (size_t)b->want * BE_BOUNCE_BYTES);
 	b->mem = NULL;
+	pthread_mutex_destroy(&b->lock);
 }

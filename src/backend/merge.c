@@ -28,8 +28,19 @@ struct be_vec {
 	struct bufio_io *parts; /* ->next list, in offset order */
 	unsigned n;
 	unsigned first; /* iov[first..n) is what is left to transfer */
+	char *staging;  /* the engine's staging buffer, if it uses one */
 	struct iovec iov[];
 };
+
+char *be_vec_staging(const struct bufio_io *io)
+{
+	return ((const struct be_vec *)io)->staging;
+}
+
+void be_vec_set_staging(struct bufio_io *io, char *buf)
+{
+	((struct be_vec *)io)->staging = buf;
+}
 
 const struct iovec *be_vec_iov(const struct bufio_io *io, unsigned *n)
 {
@@ -169,6 +180,7 @@ static struct bufio_io *make_vec(struct be_file *f, struct bufio_io *first, unsi
 	v->parts = first;
 	v->n = n;
 	v->first = 0;
+	v->staging = NULL;
 	v->io = (struct bufio_io){
 	    .offset = first->offset,
 	    .done = vec_done,
