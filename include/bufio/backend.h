@@ -111,9 +111,11 @@ struct bufio_backend_options {
 	unsigned threads;     /* thread-pool workers; 0 = 4 */
 	bool fixed_buffers;   /* reserved for registered buffers; may be ignored */
 	/*
-	 * io_uring engine: 1 MiB staging buffers (at most 8, mapped on first
-	 * use, outside any cache budget) that merged reads of scattered blocks
-	 * go through, so the device gets a few large segments; 0 = none.
+	 * io_uring engine: at most this many 1 MiB staging buffers (up to 8)
+	 * that merged reads of scattered blocks go through, so the device gets
+	 * a few large segments; 0 = none. Mapped on first use, outside the
+	 * cache budget, and shared out process-wide: all backends together
+	 * get one per 64 MiB of the cache budget in force then, at most 8.
 	 */
 	unsigned staging_buffers;
 };

@@ -91,9 +91,10 @@ void be_vec_set_staging(struct bufio_io *io, char *buf);
 #define BE_BOUNCE_MIN_PIECES 8          /* fewer separate pieces: read in place */
 struct be_bounce {
 	pthread_mutex_t lock;
-	unsigned want;  /* buffers to map on first use; 0 = never stage */
-	unsigned nfree; /* of free[] */
-	bool tried;     /* the mapping was attempted (and failed if !mem) */
+	unsigned want;    /* buffers to map on first use, at most; 0 = never stage */
+	unsigned nmapped; /* buffers mapped (the share it got) */
+	unsigned nfree;   /* of free[] */
+	bool tried;       /* the mapping was attempted (and failed if !mem) */
 	char *mem;
 	char *free[BE_BOUNCE_MAX];
 };
@@ -112,6 +113,8 @@ void be_bounce_put(struct be_bounce *b, char *buf);
 void be_bounce_scatter(const struct iovec *iov, unsigned n, const char *src, uint64_t len);
 /* Unmap the pool; no buffer may be in use. */
 void be_bounce_destroy(struct be_bounce *b);
+/* Buffers mapped by all pools of the process (for tests). */
+unsigned be_bounce_mapped(void);
 
 /* Release what bufio_backend_open() set up in @f (fd, path). */
 void be_file_release(struct be_file *f);

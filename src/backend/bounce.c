@@ -10,17 +10,47 @@
  * of the data; it took cold 1 MiB streaming reads from 1.38-1.45 to
  * 1.67-2.03 GB/s there.
  *
- * The pool is mapped on first use (a device that never streams pays
+ * A pool is mapped on first use (a device that never streams pays
  * nothing), touched once so no fault is taken on the I/O path, and kept
- * until the backend closes.
+ * until the backend closes. How many buffers it gets is decided then, from
+ * the cache budget in force and what other pools already hold.
  */
 #define _GNU_SOURCE
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include <bufio/bufio.h>
 
 #include "be_int.h"
 
 #define HUGE (2u << 20)
+
+/* Buffers mapped by every pool of the process; see be_bounce_mapped(). */
+static atomic_uint mapped_total;
+
+/*
+ * How many buffers a pool wanting @want may map now: one per 64 MiB of the
+ * cache budget in force for the whole process, so that staging stays a small
+ * share of what the cache may use whatever the number of backends.
+ */
+static unsigned take_share(unsigned want)
+{
+	uint64_t cap = bufio_get_effective_cache_size() / (64u << 20);
+	unsigned max = cap < BE_BOUNCE_MAX ? (unsigned)cap : BE_BOUNCE_MAX;
+	unsigned cur = atomic_load(&mapped_total), n;
+
+	do {
+		n = cur < max ? max - cur : 0;
+		n = n < want ? n : want;
+	} while (n && !atomic_compare_exchange_weak(&mapped_total, &cur, cur + n));
+	return n;
+}
+
+unsigned be_bounce_mapped(void)
+{
+	return atomic_load(&mapped_total);
+}
 
 void be_bounce_init(struct be_bounce *b, unsigned n)
 {
@@ -32,13 +62,18 @@ void be_bounce_init(struct be_bounce *b, unsigned n)
 /* Map the pool, 2 MiB-aligned so each buffer sits inside one huge page. */
 static bool bounce_map(struct be_bounce *b)
 {
-	size_t len = (size_t)b->want * BE_BOUNCE_BYTES, map = len + HUGE;
-	char *p = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *base;
+	unsigned n = take_share(b->want);
+	size_t len = (size_t)n * BE_BOUNCE_BYTES, map = len + HUGE;
+	char *p, *base;
 
 	b->tried = true;
-	if (p == MAP_FAILED)
+	if (!n)
 		return false;
+	p = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		atomic_fetch_sub(&mapped_total, n);
+		return false;
+	}
 	base = (char *)(((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
 	if (base > p)
 		munmap(p, (size_t)(base - p));
@@ -49,7 +84,8 @@ static bool bounce_map(struct be_bounce *b)
 	(void)madvise(base, len, MADV_HUGEPAGE);
 	memset(base, 0, len);
 	b->mem = base;
-	for (unsigned i = 0; i < b->want; i++)
+	b->nmapped = n;
+	for (unsigned i = 0; i < n; i++)
 		b->free[b->nfree++] = base + (size_t)i * BE_BOUNCE_BYTES;
 	return true;
 }
@@ -99,8 +135,10 @@ void be_bounce_scatter(const struct iovec *iov, unsigned n, const char *src, uin
 
 void be_bounce_destroy(struct be_bounce *b)
 {
-	if (b->mem)
-		munmap(b->mem, (size_t)b->want * BE_BOUNCE_BYTES);
+	if (b->mem) {
+		munmap(b->mem, (size_t)b->nmapped * BE_BOUNCE_BYTES);
+		atomic_fetch_sub(&mapped_total, b->nmapped);
+	}
 	b->mem = NULL;
 	pthread_mutex_destroy(&b->lock);
 }

@@ -194,18 +194,6 @@ int fs_lock_backing(const char *path, bool readonly, char *err, size_t errlen)
 	return fd;
 }
 
-/*
- * Staging buffers for the backing's merged reads (see src/backend/bounce.c):
- * 1 MiB each outside the cache budget, so one per 64 MiB of budget, at most
- * 4; a small cache streams little and keeps its memory.
- */
-static unsigned staging_buffers(void)
-{
-	uint64_t n = bufio_get_effective_cache_size() / (64u << 20);
-
-	return n < 4 ? (unsigned)n : 4;
-}
-
 static int open_backend(struct fs_device *dev, const struct fs_device_spec *spec, char *err,
                         size_t errlen)
 {
@@ -213,7 +201,9 @@ static int open_backend(struct fs_device *dev, const struct fs_device_spec *spec
 	    .engine = spec->engine,
 	    .direct = spec->direct,
 	    .readonly = spec->readonly,
-	    .staging_buffers = staging_buffers(),
+	    /* the most a backend may stage; the budget at first use decides
+	     * how many it gets (src/backend/bounce.c) */
+	    .staging_buffers = 4,
 	};
 
 	dev->be = bufio_backend_open(spec->backing, &opts);

@@ -18,6 +18,8 @@
 #include <check.h>
 
 #include <bufio/backend.h>
+#include <bufio/bufio.h>
+#include "backend/be_int.h"
 #include "helpers.h"
 
 #define KIB 1024ull
@@ -402,8 +404,26 @@ END_TEST
  * engine): the data lands where each part asked, also when a batch has more
  * merged reads than there are staging buffers, and when the file ends inside
  * a staged read (the part before the end is copied out, the rest fails).
- * Merged writes from scattered buffers (in place) land in order too.
+ * Merged writes from scattered buffers (in place) land in order too. The
+ * process maps one buffer per 64 MiB of cache budget, shared by backends.
  */
+/* Submit @ios[@n], every one as @op, in one batch, and wait for all. */
+static void submit_scattered(struct bufio_backend *be, struct bufio_io *ios, unsigned n, uint8_t op,
+                             struct waiter *w)
+{
+	struct bufio_plug plug;
+
+	waiter_init(w);
+	bufio_plug_init(&plug);
+	for (unsigned i = 0; i < n; i++) {
+		ios[i].op = op;
+		ios[i].private = w;
+		bufio_plug_add(&plug, &ios[i]);
+	}
+	bufio_backend_submit(be, plug.head);
+	waiter_wait(w, n);
+}
+
 START_TEST(test_staging)
 {
 	char path[256];
@@ -415,7 +435,6 @@ START_TEST(test_staging)
 	    .engine = BUFIO_ENGINE_URING, .direct = 1, .staging_buffers = 2};
 	struct bufio_io *ios = calloc(n, sizeof(*ios));
 	struct bufio_backend *be;
-	struct bufio_plug plug;
 	struct waiter w;
 	int fd;
 
@@ -424,8 +443,16 @@ START_TEST(test_staging)
 	fd = open(path, O_WRONLY);
 	ck_assert_int_eq(pwrite(fd, src, n * 4096ull, 4096), (ssize_t)(n * 4096ull));
 	close(fd);
+	/* 3 buffers for the process at 192 MiB: this backend takes 2 */
+	ck_assert_int_eq(bufio_set_max_cache_size(192ull << 20), 0);
 	be = bufio_backend_open(path, &o);
 	ck_assert_msg(be != NULL, "open: %s", strerror(errno));
+	ck_assert_uint_eq(be_bounce_mapped(), 0); /* mapped on first use */
+	for (unsigned i = 0; i < n; i++) /* every block 8 KiB after the previous one ends */
+		ios[i] = (struct bufio_io){.buf = dst + i * stride,
+		                           .offset = 4096 + i * 4096ull,
+		                           .len = 4096,
+		                           .done = waiter_done};
 	for (int pass = 0; pass < 2; pass++) {
 		/* pass 1: the file ends 2 blocks into the second merged read */
 		unsigned whole = pass ? 258 : n;
@@ -433,21 +460,9 @@ START_TEST(test_staging)
 		if (pass)
 			ck_assert_int_eq(truncate(path, 4096 + 258 * 4096ull), 0);
 		memset(dst, 0xee, n * stride);
-		waiter_init(&w);
-		bufio_plug_init(&plug);
-		for (unsigned i = 0; i < n; i++) {
-			/* every block 8 KiB after the previous one ends: no two adjacent */
-			ios[i] = (struct bufio_io){.buf = dst + i * stride,
-			                           .offset = 4096 + i * 4096ull,
-			                           .len = 4096,
-			                           .done = waiter_done,
-			                           .private = &w,
-			                           .op = BUFIO_OP_READ};
-			bufio_plug_add(&plug, &ios[i]);
-		}
-		bufio_backend_submit(be, plug.head);
-		waiter_wait(&w, n);
+		submit_scattered(be, ios, n, BUFIO_OP_READ, &w);
 		ck_assert_uint_eq(w.errors, n - whole);
+		ck_assert_uint_eq(be_bounce_mapped(), 2);
 		for (unsigned i = 0; i < whole; i++)
 			ck_assert_msg(memcmp(dst + i * stride, src + i * 4096ull, 4096) == 0,
 			              "pass %d block %u", pass, i);
@@ -460,21 +475,26 @@ START_TEST(test_staging)
 	fill_pattern(src, n * 4096ull, 32, 6);
 	for (unsigned i = 0; i < n; i++)
 		memcpy(dst + i * stride, src + i * 4096ull, 4096);
-	waiter_init(&w);
-	bufio_plug_init(&plug);
-	for (unsigned i = 0; i < n; i++) {
-		ios[i].op = BUFIO_OP_WRITE;
-		bufio_plug_add(&plug, &ios[i]);
-	}
-	bufio_backend_submit(be, plug.head);
-	waiter_wait(&w, n);
+	submit_scattered(be, ios, n, BUFIO_OP_WRITE, &w);
 	ck_assert_uint_eq(w.errors, 0);
 	fd = open(path, O_RDONLY);
 	memset(dst, 0, n * 4096ull);
 	ck_assert_int_eq(pread(fd, dst, n * 4096ull, 4096), (ssize_t)(n * 4096ull));
 	close(fd);
 	ck_assert_int_eq(memcmp(dst, src, n * 4096ull), 0);
+	/* a second backend asking for 8 gets what is left of the share: 1 */
+	o.staging_buffers = 8;
+	struct bufio_backend *be2 = bufio_backend_open(path, &o);
+	ck_assert_ptr_nonnull(be2);
+	submit_scattered(be2, ios, n, BUFIO_OP_READ, &w);
+	ck_assert_uint_eq(w.errors, 0);
+	ck_assert_uint_eq(be_bounce_mapped(), 3);
+	for (unsigned i = 0; i < n; i++)
+		ck_assert(memcmp(dst + i * stride, src + i * 4096ull, 4096) == 0);
+	bufio_backend_close(be2);
 	bufio_backend_close(be);
+	ck_assert_uint_eq(be_bounce_mapped(), 0);
+	ck_assert_int_eq(bufio_set_max_cache_size(0), 0);
 	unlink(path);
 	free(ios);
 	free(src);
