@@ -8,7 +8,7 @@
  * queue depth 8, the same read into one huge page 0.5-1 ms. Reading into a
  * contiguous, huge-page-backed staging buffer and copying out costs a memcpy
  * of the data; it took cold 1 MiB streaming reads from 1.38-1.45 to
- * 1.67-2.03 GB/s there.
+ * 1.60-2.03 GB/s there.
  *
  * A pool is mapped on first use (a device that never streams pays
  * nothing), touched once so no fault is taken on the I/O path, and kept

@@ -251,6 +251,18 @@ struct reaped {
 	int res;
 };
 
+/* Copy the first @bytes of staged read @io out, give its buffer back. */
+static void unstage(struct be_uring *u, struct bufio_io *io, uint64_t bytes)
+{
+	char *buf = be_vec_staging(io);
+	unsigned n;
+	const struct iovec *iov = be_vec_iov(io, &n);
+
+	be_bounce_scatter(iov, n, buf, bytes);
+	be_vec_set_staging(io, NULL);
+	be_bounce_put(&u->staging, buf);
+}
+
 /*
  * A staged read ended with @res. Whole: keep the buffer for staged_finish(),
  * outside the lock. Short or failed: copy out what arrived (rare), give the
@@ -258,18 +270,9 @@ struct reaped {
  */
 static void staged_end(struct be_uring *u, struct bufio_io *io, int res)
 {
-	char *buf = be_vec_staging(io);
-
 	if (res > 0 && (uint64_t)res >= io->len)
 		return;
-	if (res > 0) {
-		unsigned n;
-		const struct iovec *iov = be_vec_iov(io, &n);
-
-		be_bounce_scatter(iov, n, buf, (uint64_t)res);
-	}
-	be_vec_set_staging(io, NULL);
-	be_bounce_put(&u->staging, buf);
+	unstage(u, io, res > 0 ? (uint64_t)res : 0);
 }
 
 /* Before completing whole staged reads: copy them out, give buffers back. */
@@ -277,16 +280,9 @@ static void staged_finish(struct be_uring *u, struct reaped *done, unsigned ndon
 {
 	for (unsigned i = 0; i < ndone; i++) {
 		struct bufio_io *io = done[i].io;
-		char *buf = io->op & BE_IO_VEC ? be_vec_staging(io) : NULL;
 
-		if (!buf)
-			continue;
-		unsigned n;
-		const struct iovec *iov = be_vec_iov(io, &n);
-
-		be_bounce_scatter(iov, n, buf, io->len);
-		be_vec_set_staging(io, NULL);
-		be_bounce_put(&u->staging, buf);
+		if ((io->op & BE_IO_VEC) && be_vec_staging(io))
+			unstage(u, io, io->len);
 	}
 }
 
@@ -484,6 +480,7 @@ err_helper:
 	if (u->has_helper)
 		be_pool_stop(&u->helper);
 err_lock:
+	be_bounce_destroy(&u->staging);
 	pthread_cond_destroy(&u->space);
 	pthread_mutex_destroy(&u->lock);
 err_ring:

@@ -16,9 +16,9 @@ static void futex_wait(atomic_uint *addr, unsigned val)
 	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
-static void futex_wake_all(atomic_uint *addr)
+static void futex_wake(atomic_uint *addr, int n)
 {
-	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
 /*
@@ -58,7 +58,7 @@ void slock_lock_slow(slock_t *l)
 
 void slock_wake(slock_t *l)
 {
-	syscall(SYS_futex, l, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	futex_wake(l, 1);
 }
 
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits)
@@ -87,7 +87,7 @@ void completion_end(struct bufio_client *c)
 	/* After this the client may be freed: only the futex key is used. */
 	unsigned old = atomic_fetch_sub_explicit(&c->completing, 1, memory_order_release);
 	if (old == (COMPLETING_WAITER | 1))
-		futex_wake_all(&c->completing);
+		futex_wake(&c->completing, INT_MAX);
 }
 
 void completions_wait(struct bufio_client *c)
@@ -112,5 +112,5 @@ void buffer_clear_wake(struct bufio_buffer *b, unsigned bits)
 	unsigned old =
 	    atomic_fetch_and_explicit(&b->state, ~(bits | B_WAITERS), memory_order_acq_rel);
 	if (old & B_WAITERS)
-		futex_wake_all(&b->state);
+		futex_wake(&b->state, INT_MAX);
 }
