@@ -83,6 +83,12 @@ static struct io_uring_sqe *get_sqe(struct be_uring *u)
 	return sqe;
 }
 
+/* The staging buffer @io reads through, or NULL (only merged ios have one). */
+static char *staging_of(const struct bufio_io *io)
+{
+	return io->op & BE_IO_VEC ? be_vec_staging(io) : NULL;
+}
+
 /* Vectored writes from this size on are issued by the kernel's io-wq threads. */
 #define ASYNC_WRITE_BYTES (256u << 10)
 
@@ -99,7 +105,7 @@ static void prep(struct be_uring *u, struct uring_req *r)
 	if (io->op & BE_IO_VEC) /* advanced past r->done by the reaper */
 		iov = be_vec_iov(io, &nvec);
 	/* A staged read moves whole; after a short transfer it goes on in place. */
-	char *st = io->op & BE_IO_VEC ? be_vec_staging(io) : NULL;
+	char *st = staging_of(io);
 
 	switch (io->op) {
 	case BUFIO_OP_READ | BE_IO_VEC:
@@ -167,8 +173,9 @@ static void pump(struct be_uring *u)
 /*
  * Attach staging buffers to the merged reads of @ios that are scattered
  * enough to gain, before the ring lock. Writes stay in place: gathering them
- * was measured (2026-12-05) and gained nothing, their requests already
- * reached the disk at about 1 MiB.
+ * was measured twice on 2026-12-05 (bench/README.md) and did not pay. The
+ * disk got single-segment requests, but the memcpy cost about a CPU second
+ * per 8 s stream, and on 2 vCPUs the throughput came out even at best.
  */
 static void stage(struct be_uring *u, struct bufio_io *ios)
 {
@@ -281,7 +288,7 @@ static void staged_finish(struct be_uring *u, struct reaped *done, unsigned ndon
 	for (unsigned i = 0; i < ndone; i++) {
 		struct bufio_io *io = done[i].io;
 
-		if ((io->op & BE_IO_VEC) && be_vec_staging(io))
+		if (staging_of(io))
 			unstage(u, io, io->len);
 	}
 }
@@ -323,7 +330,7 @@ static void *reaper_main(void *arg)
 				prep(u, r);
 				continue;
 			}
-			if ((io->op & BE_IO_VEC) && be_vec_staging(io))
+			if (staging_of(io))
 				staged_end(u, io, res);
 			bool rw = (io->op & ~BE_IO_VEC) == BUFIO_OP_READ ||
 			          (io->op & ~BE_IO_VEC) == BUFIO_OP_WRITE;
