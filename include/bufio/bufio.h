@@ -122,6 +122,17 @@ void *bufio_new(struct bufio_client *c, uint64_t block, struct bufio_buffer **bp
 void *bufio_new_adopt(struct bufio_client *c, uint64_t block, void **mem, struct bufio_buffer **bp);
 
 /*
+ * A hint: the calling thread is about to create about @n buffers of @c in a
+ * row (bufio_new, bufio_new_adopt, reads of uncached blocks), normally for
+ * neighbouring blocks. The cache then takes them in one batch, handed out
+ * in address order, so neighbouring blocks get neighbouring memory and their
+ * write-back moves in a few segments instead of one per block. The hint
+ * lasts until @n buffers were created or the next call. Never blocks, never
+ * fails; without it buffers come in small batches.
+ */
+void bufio_expect_new(struct bufio_client *c, unsigned n);
+
+/*
  * Memory for one block of @c (block size, aligned like buffer data), to be
  * filled and handed to bufio_new_adopt. It is not charged to the memory
  * budget while the caller owns it: keep few. Never blocks on I/O.

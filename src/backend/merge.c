@@ -178,7 +178,6 @@ static struct bufio_io *make_vec(struct be_file *f, struct bufio_io *first, unsi
 		return NULL;
 	v->f = f;
 	v->parts = first;
-	v->n = n;
 	v->first = 0;
 	v->staging = NULL;
 	v->io = (struct bufio_io){
@@ -186,9 +185,18 @@ static struct bufio_io *make_vec(struct be_file *f, struct bufio_io *first, unsi
 	    .done = vec_done,
 	    .op = (uint8_t)(first->op | BE_IO_VEC),
 	};
+	v->n = 0;
 	for (unsigned i = 0; i < n; i++, p = p->next) {
-		v->iov[i].iov_base = p->buf;
-		v->iov[i].iov_len = p->len;
+		struct iovec *last = v->n ? &v->iov[v->n - 1] : NULL;
+
+		/* Neighbours in memory too (see bufio_expect_new): one entry. */
+		if (last && (char *)last->iov_base + last->iov_len == (char *)p->buf) {
+			last->iov_len += p->len;
+		} else {
+			v->iov[v->n].iov_base = p->buf;
+			v->iov[v->n].iov_len = p->len;
+			v->n++;
+		}
 		v->io.len += p->len;
 	}
 	return &v->io;

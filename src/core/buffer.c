@@ -80,23 +80,29 @@ bool alloc_should_fail(void)
 	return false;
 }
 
-/* A fresh buffer from the system; NULL when allocation fails (or is injected to). */
-static struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
+struct bufio_buffer *buffer_wrap(struct bufio_client *c, void *data)
 {
-	if (alloc_should_fail())
-		return NULL;
 	struct bufio_buffer *b = slab_alloc(&c->slab);
 	if (!b)
 		return NULL;
 	memset(b, 0, sizeof(*b));
-	b->data = data_get(&c->data);
-	if (!b->data) {
-		slab_free(&c->slab, b);
-		return NULL;
-	}
+	b->data = data;
 	b->c = c;
 	b->list = LIST_NONE;
 	global_account(c->charge);
+	return b;
+}
+
+struct bufio_buffer *buffer_new_mem(struct bufio_client *c)
+{
+	if (alloc_should_fail())
+		return NULL;
+	void *data = data_get(&c->data);
+	if (!data)
+		return NULL;
+	struct bufio_buffer *b = buffer_wrap(c, data);
+	if (!b)
+		data_put(&c->data, data);
 	return b;
 }
 
@@ -134,53 +140,6 @@ static void reset_buffer(struct bufio_buffer *b)
 	atomic_store(&b->accessed, 0);
 }
 
-/* Clean buffers one over-budget allocation detaches at once for reuse. */
-#define STASH_BATCH 8
-
-/* The calling thread's own slot, whose stash only it touches; NULL if shared. */
-static struct stat_slot *own_slot(struct bufio_client *c)
-{
-	unsigned id = stat_slot_id();
-	return id < NSLOTS_OWN ? &c->slots[id] : NULL;
-}
-
-static struct bufio_buffer *stash_pop(struct stat_slot *s)
-{
-	struct bufio_buffer *b = s ? s->stash : NULL;
-	if (b) {
-		s->stash = b->hash_next;
-		s->n_stash--;
-	}
-	return b;
-}
-
-/*
- * A streaming writer over the budget reuses a buffer per block; taking the
- * client lock and sweeping the ring for each one made that lock the most
- * contended in the process. Detach a few more while we hold it. Client
- * lock held.
- */
-static void stash_fill(struct bufio_client *c, struct stat_slot *s)
-{
-	while (s && s->n_stash < STASH_BATCH - 1) {
-		struct bufio_buffer *b = reuse_unclaimed(c);
-		if (!b)
-			break;
-		b->hash_next = s->stash;
-		s->stash = b;
-		s->n_stash++;
-	}
-}
-
-void stash_drain(struct bufio_client *c)
-{
-	for (unsigned i = 0; i < NSLOTS_OWN; i++) {
-		struct bufio_buffer *b;
-		while ((b = stash_pop(&c->slots[i])))
-			buffer_destroy_mem(b);
-	}
-}
-
 /*
  * Over budget: reuse one of our own clean buffers. Far over budget with
  * nothing clean, write our dirty buffers and wait for one to come clean, so
@@ -192,9 +151,7 @@ static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c, struct sta
 	bool wrote = false;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		struct bufio_buffer *b = reuse_unclaimed(c);
-		if (b)
-			stash_fill(c, slot);
+		struct bufio_buffer *b = reuse_batch(c, slot);
 		if (b || !global_far_over_budget()) {
 			pthread_mutex_unlock(&c->lock);
 			return b;
@@ -238,7 +195,7 @@ struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 			goto got;
 		global_kick(KICK_BUDGET);
 	}
-	b = buffer_new_mem(c);
+	b = new_batch(c, slot);
 	if (b)
 		goto got;
 	stat_inc(c, ST_ALLOC_FAILURES);
@@ -266,6 +223,8 @@ struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 	}
 	pthread_mutex_unlock(&c->lock);
 got:
+	if (slot && slot->want)
+		slot->want--;
 	reset_buffer(b);
 	return b;
 }

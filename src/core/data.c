@@ -97,21 +97,14 @@ static bool chunk_full(struct data_alloc *d, struct chunk *ch)
 	return !ch->free && ch->bump + d->stride > d->chunk;
 }
 
-void *data_get(struct data_alloc *d)
+/* One piece of a chunk; @d->lock held. NULL when no chunk can be mapped. */
+static void *data_get_locked(struct data_alloc *d)
 {
-	if (d->big) {
-		void *p = mmap(NULL, d->block_size, PROT_READ | PROT_WRITE,
-		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		return p == MAP_FAILED ? NULL : p;
-	}
-	pthread_mutex_lock(&d->lock);
 	struct chunk *ch = d->partial;
 	if (!ch) {
 		ch = chunk_map(d);
-		if (!ch) {
-			pthread_mutex_unlock(&d->lock);
+		if (!ch)
 			return NULL;
-		}
 		partial_add(d, ch);
 		d->nchunks++;
 	}
@@ -130,8 +123,34 @@ void *data_get(struct data_alloc *d)
 	ch->used++;
 	if (chunk_full(d, ch))
 		partial_del(d, ch);
+	return p;
+}
+
+void *data_get(struct data_alloc *d)
+{
+	if (d->big) {
+		void *p = mmap(NULL, d->block_size, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	pthread_mutex_lock(&d->lock);
+	void *p = data_get_locked(d);
 	pthread_mutex_unlock(&d->lock);
 	return p;
+}
+
+unsigned data_get_many(struct data_alloc *d, void **out, unsigned n)
+{
+	unsigned i = 0;
+	/* Blocks of 1 MiB and up are a mapping each: nothing to keep together. */
+	if (d->big)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	for (; i < n; i++)
+		if (!(out[i] = data_get_locked(d)))
+			break;
+	pthread_mutex_unlock(&d->lock);
+	return i;
 }
 
 void data_put(struct data_alloc *d, void *p)

@@ -179,6 +179,7 @@ struct stat_slot {
 	 * the budget). See buffer_alloc. */
 	struct bufio_buffer *stash;
 	unsigned n_stash;
+	unsigned want; /* buffers the owner said it is about to create */
 } __attribute__((aligned(64)));
 
 /* Per-client slab of buffer descriptors. */
@@ -307,6 +308,17 @@ struct bufio_buffer *index_find_hold(struct bufio_client *c, uint64_t block);
 struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait);
 void buffer_free(struct bufio_buffer *b);        /* client lock held */
 void buffer_destroy_mem(struct bufio_buffer *b); /* really free; no lock needed */
+/*---- batch.c ----*/
+/* The calling thread's own slot, whose stash only it touches; NULL if shared. */
+struct stat_slot *own_slot(struct bufio_client *c);
+/* The next buffer of @s's stash (detached, charged), or NULL; @s may be NULL. */
+struct bufio_buffer *stash_pop(struct stat_slot *s);
+/* Over budget: detach a batch of clean buffers for reuse, the rest onto @s's
+ * stash (NULL: just one). Returns the first, NULL if none. Client lock held. */
+struct bufio_buffer *reuse_batch(struct bufio_client *c, struct stat_slot *s);
+/* Under budget: fresh buffers, a batch when @s asked for one and the budget
+ * has room. Returns the first; NULL when allocation fails. No lock held. */
+struct bufio_buffer *new_batch(struct bufio_client *c, struct stat_slot *s);
 /* Free every slot's stash; client lock held, no other user of the client. */
 void stash_drain(struct bufio_client *c);
 void lru_link(struct bufio_buffer *b, int list); /* client lock held */
@@ -324,6 +336,10 @@ void buffer_put(struct bufio_buffer *b);
 void buffer_get_hold(struct bufio_buffer *b); /* a caller's hold: sets the reference bit */
 void buffer_hold(struct bufio_buffer *b);     /* an internal hold (waiting on I/O) */
 void wake_free_waiters(struct bufio_client *c);
+/* Wrap block memory @data in a descriptor, charged; NULL without one. */
+struct bufio_buffer *buffer_wrap(struct bufio_client *c, void *data);
+/* A fresh buffer from the system; NULL when allocation fails (or is injected to). */
+struct bufio_buffer *buffer_new_mem(struct bufio_client *c);
 int slab_init(struct slab *s, size_t obj_size);
 void slab_destroy(struct slab *s);
 bool alloc_should_fail(void);
@@ -341,6 +357,9 @@ struct bufio_buffer *buffer_insert_or_find(struct bufio_client *c, uint64_t bloc
 
 /*---- data.c ----*/
 int data_init(struct data_alloc *d, unsigned block_size, unsigned align);
+/* Up to @n pieces into @out under one lock, so neighbours in memory where
+ * the chunks allow; returns how many (0 for blocks of 1 MiB and up). */
+unsigned data_get_many(struct data_alloc *d, void **out, unsigned n);
 void *data_get(struct data_alloc *d); /* NULL when the system has no memory */
 void data_put(struct data_alloc *d, void *p);
 void data_destroy(struct data_alloc *d);

@@ -336,6 +336,10 @@ static ssize_t write_chunk(struct fs_device *dev, const struct fs_src *src, size
 		bufio_prefetch(dev->client, s.first, 1);
 	if (s.tail != bs && (s.n > 1 || !s.head))
 		bufio_prefetch(dev->client, s.first + s.n - 1, 1);
+	/* The uncached blocks then get neighbouring memory: fewer segments
+	 * for their write-back. */
+	if (s.n > 1)
+		bufio_expect_new(dev->client, s.n);
 	for (; done < s.n; done++) {
 		unsigned start, end;
 

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/fuse.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -186,15 +187,40 @@ static ssize_t read_flat(struct fs_rx *rx)
 	return read(fuse_session_fd(rx->se), rx->flat, RX_FLAT);
 }
 
+static int by_address(const void *x, const void *y)
+{
+	uintptr_t a = (uintptr_t)(*(void *const *)x);
+	uintptr_t b = (uintptr_t)(*(void *const *)y);
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * Read the next request into the header and the pieces, in address order.
+ * A write that adopted pieces left the memory of the buffers it replaced in
+ * their slots, in eviction order; sorted, the next write's blocks get that
+ * memory in order, and neighbouring pieces are one iovec entry and later
+ * one write-back segment (bufio_expect_new keeps the memory in runs).
+ */
 static ssize_t read_pieces(struct fs_rx *rx)
 {
+	unsigned n = 1;
+
+	qsort(rx->pieces, rx->n, sizeof(*rx->pieces), by_address);
 	rx->iov[0].iov_base = rx->hdr.b;
 	rx->iov[0].iov_len = RX_HDR;
 	for (unsigned i = 0; i < rx->n; i++) {
-		rx->iov[i + 1].iov_base = rx->pieces[i];
-		rx->iov[i + 1].iov_len = rx->piece;
+		struct iovec *last = &rx->iov[n - 1];
+
+		if (n > 1 && (char *)last->iov_base + last->iov_len == rx->pieces[i]) {
+			last->iov_len += rx->piece;
+			continue;
+		}
+		rx->iov[n].iov_base = rx->pieces[i];
+		rx->iov[n].iov_len = rx->piece;
+		n++;
 	}
-	return readv(fuse_session_fd(rx->se), rx->iov, (int)rx->n + 1);
+	return readv(fuse_session_fd(rx->se), rx->iov, (int)n);
 }
 
 struct fs_device *fs_rx_write_target(const struct fs_ctx *ctx, const void *hdr,

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Unit tests of bufio_expect_new: a thread that says it is about to create
+ * a run of buffers gets neighbouring memory for neighbouring blocks, fresh
+ * (under the budget, even with another thread allocating at the same time)
+ * and reused (over it, from the clean buffers the CLOCK hand gives up), and
+ * the data stays right.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <check.h>
+
+#include <bufio/bufio.h>
+#include "helpers.h"
+
+#define BS  4096u
+#define RUN 64u
+
+/* Places in @p[0..n) where the next block's memory does not follow on. */
+static unsigned breaks(char *const *p, unsigned n)
+{
+	unsigned k = 0;
+	for (unsigned i = 1; i < n; i++)
+		k += p[i] != p[i - 1] + BS;
+	return k;
+}
+
+/* bufio_new @n blocks from @first, fill each with its pattern, mark it
+ * dirty and keep its data address in @p; released at once. */
+static void new_run(struct bufio_client *c, uint64_t first, unsigned n, char **p)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct bufio_buffer *b;
+		p[i] = bufio_new(c, first + i, &b);
+		ck_assert_ptr_nonnull(p[i]);
+		fill_pattern(p[i], BS, first + i, 9);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+}
+
+struct lockstep {
+	struct bufio_client *c;
+	uint64_t first;
+	pthread_barrier_t bar;
+	char *p[2][RUN];
+};
+
+/* Two threads create a buffer each per step, so their allocations interleave. */
+static void step_writer(void *arg, unsigned idx)
+{
+	struct lockstep *ls = arg;
+	uint64_t first = ls->first + idx * RUN;
+	bufio_expect_new(ls->c, RUN);
+	for (unsigned i = 0; i < RUN; i++) {
+		struct bufio_buffer *b;
+		pthread_barrier_wait(&ls->bar);
+		ls->p[idx][i] = bufio_new(ls->c, first + i, &b);
+		ck_assert_ptr_nonnull(ls->p[idx][i]);
+		fill_pattern(ls->p[idx][i], BS, first + i, 9);
+		bufio_mark_buffer_dirty(b);
+		bufio_release(b);
+	}
+}
+
+/* Two threads each create RUN blocks from @first, in lockstep; each run may
+ * have @max_breaks places where memory does not follow on. */
+static void two_runs(struct bufio_client *c, uint64_t first, unsigned max_breaks)
+{
+	struct lockstep ls = {.c = c, .first = first};
+	pthread_barrier_init(&ls.bar, NULL, 2);
+	run_threads(2, step_writer, &ls);
+	pthread_barrier_destroy(&ls.bar);
+	for (unsigned t = 0; t < 2; t++)
+		ck_assert_msg(breaks(ls.p[t], RUN) <= max_breaks,
+		              "thread %u: %u breaks in %u blocks", t, breaks(ls.p[t], RUN), RUN);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	read_range(c, first, 2 * RUN, 9);
+}
+
+START_TEST(test_fresh_run)
+{
+	/* Without the hint the two threads' blocks alternate in memory. */
+	reset_globals();
+	struct bufio_backend *m = mem_with_pattern(4096, BS, 512, 1);
+	struct bufio_client *c = lazy_client(m, BS);
+	two_runs(c, 1000, 0);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+	reset_globals();
+}
+END_TEST
+
+START_TEST(test_reused_run)
+{
+	reset_globals();
+	const unsigned fill = 4096; /* a 16 MiB budget: batches of up to 64 */
+	struct bufio_backend *m = mem_with_pattern(2 * fill, BS, 512, 1);
+	struct bufio_client *c = lazy_client(m, BS);
+	/* Fill the cache with clean blocks, one thread: neighbours in memory
+	 * and on the CLOCK ring alike. Then make that exactly the budget. */
+	read_range(c, 0, fill, 1);
+	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
+	uint64_t reused = stats(c).evict_reuse;
+	/* Each thread's run is the memory of the oldest blocks, handed out in
+	 * address order: at most one fresh block (the first allocation is at
+	 * the budget, not over it) and one chunk boundary break it. Without
+	 * the hint the threads took batches of 8 in turn. */
+	two_runs(c, fill, 2);
+	ck_assert_uint_ge(stats(c).evict_reuse - reused, 2 * RUN - 2);
+	read_range(c, 2 * RUN, fill - 2 * RUN, 1);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+	reset_globals();
+}
+END_TEST
+
+START_TEST(test_small_budget_caps_run)
+{
+	/* 64 blocks of budget: a thread may not detach them all at once. */
+	reset_globals();
+	struct bufio_backend *m = mem_with_pattern(1024, BS, 512, 1);
+	struct bufio_client *c = lazy_client(m, BS);
+	char *p[RUN];
+	read_range(c, 0, RUN, 1);
+	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
+	ck_assert_uint_eq(stats(c).bytes_cached / BS, RUN);
+	/* The thread says 256 and creates 16: what it detached and did not
+	 * use is neither clean nor dirty. At most a default batch of 8 is
+	 * held aside; uncapped, the whole cache would have been. */
+	bufio_expect_new(c, 4 * RUN);
+	new_run(c, 512, 16, p);
+	ck_assert_uint_ge(stats(c).bytes_cached / BS, RUN - 8);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	read_range(c, 512, 16, 9);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+	reset_globals();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("core_batch");
+	TCase *t = tcase_create("batch");
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, test_fresh_run);
+	tcase_add_test(t, test_reused_run);
+	tcase_add_test(t, test_small_budget_caps_run);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(suite());
+}
