@@ -127,8 +127,10 @@ void *bufio_new_adopt(struct bufio_client *c, uint64_t block, void **mem, struct
  * neighbouring blocks. The cache then takes them in one batch, handed out
  * in address order, so neighbouring blocks get neighbouring memory and their
  * write-back moves in a few segments instead of one per block. The hint
- * lasts until @n buffers were created or the next call. Never blocks, never
- * fails; without it buffers come in small batches.
+ * lasts until @n buffers were created or the next call; call it with 0 when
+ * the run is over, which gives back what the batch left unused (blocks that
+ * turned out cached). Never blocks, never fails; without it buffers come in
+ * small batches.
  */
 void bufio_expect_new(struct bufio_client *c, unsigned n);
 

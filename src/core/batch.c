@@ -31,8 +31,18 @@ struct stat_slot *own_slot(struct bufio_client *c)
 void bufio_expect_new(struct bufio_client *c, unsigned n)
 {
 	struct stat_slot *s = own_slot(c);
-	if (s)
-		s->want = n;
+	if (!s)
+		return;
+	s->want = n;
+	/* A run that ended early (cached blocks, an error) may leave most of
+	 * its batch unused: the cache cannot see or evict it, so beyond a
+	 * default batch it goes back now rather than when this thread next
+	 * allocates, which an idle worker may never do. */
+	if (n || s->n_stash < STASH_BATCH)
+		return;
+	while (s->n_stash >= STASH_BATCH)
+		buffer_destroy_mem(stash_pop(s));
+	wake_free_waiters(c);
 }
 
 static unsigned batch_size(const struct bufio_client *c, const struct stat_slot *s)

@@ -349,6 +349,8 @@ static ssize_t write_chunk(struct fs_device *dev, const struct fs_src *src, size
 			break;
 		bytes += end - start;
 	}
+	if (s.n > 1)
+		bufio_expect_new(dev->client, 0);
 	mark_whole(dev, &s, bufs, done);
 	ok = done;
 	if (through && done) {

@@ -3,8 +3,9 @@
  * Unit tests of bufio_expect_new: a thread that says it is about to create
  * a run of buffers gets neighbouring memory for neighbouring blocks, fresh
  * (under the budget, even with another thread allocating at the same time)
- * and reused (over it, from the clean buffers the CLOCK hand gives up), and
- * the data stays right.
+ * and reused (over it, from the clean buffers the CLOCK hand gives up); a
+ * small budget caps the batch, what a run leaves unused goes back when it
+ * ends, and the data stays right.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -52,7 +53,7 @@ struct lockstep {
 static void step_writer(void *arg, unsigned idx)
 {
 	struct lockstep *ls = arg;
-	uint64_t first = ls->first + idx * RUN;
+	uint64_t first = ls->first + (uint64_t)idx * RUN;
 	bufio_expect_new(ls->c, RUN);
 	for (unsigned i = 0; i < RUN; i++) {
 		struct bufio_buffer *b;
@@ -77,7 +78,7 @@ static void two_runs(struct bufio_client *c, uint64_t first, unsigned max_breaks
 		ck_assert_msg(breaks(ls.p[t], RUN) <= max_breaks,
 		              "thread %u: %u breaks in %u blocks", t, breaks(ls.p[t], RUN), RUN);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	read_range(c, first, 2 * RUN, 9);
+	read_range(c, first, 2ull * RUN, 9);
 }
 
 START_TEST(test_fresh_run)
@@ -96,7 +97,7 @@ END_TEST
 START_TEST(test_reused_run)
 {
 	reset_globals();
-	const unsigned fill = 4096; /* a 16 MiB budget: batches of up to 64 */
+	const uint64_t fill = 4096; /* a 16 MiB budget: batches of up to 64 */
 	struct bufio_backend *m = mem_with_pattern(2 * fill, BS, 512, 1);
 	struct bufio_client *c = lazy_client(m, BS);
 	/* Fill the cache with clean blocks, one thread: neighbours in memory
@@ -110,7 +111,7 @@ START_TEST(test_reused_run)
 	 * the hint the threads took batches of 8 in turn. */
 	two_runs(c, fill, 2);
 	ck_assert_uint_ge(stats(c).evict_reuse - reused, 2 * RUN - 2);
-	read_range(c, 2 * RUN, fill - 2 * RUN, 1);
+	read_range(c, 2ull * RUN, fill - 2ull * RUN, 1);
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 	reset_globals();
@@ -141,6 +142,35 @@ START_TEST(test_small_budget_caps_run)
 }
 END_TEST
 
+START_TEST(test_unused_batch_given_back)
+{
+	/* A run of 64 over a full cache that needed only 16: the 48 left
+	 * detached go back when the thread says the run is over. */
+	reset_globals();
+	const uint64_t fill = 4096;
+	struct bufio_backend *m = mem_with_pattern(2 * fill, BS, 512, 1);
+	struct bufio_client *c = lazy_client(m, BS);
+	char *p[RUN];
+	read_range(c, 0, fill, 1);
+	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
+	bufio_expect_new(c, RUN);
+	new_run(c, fill, 16, p);
+	uint64_t before = bufio_get_current_allocated();
+	bufio_expect_new(c, 0);
+	uint64_t after = bufio_get_current_allocated();
+	/* At most a default batch of 8 stays with the thread. */
+	ck_assert_msg(before - after >= (uint64_t)(RUN - 16 - 8) * BS,
+	              "%llu bytes given back, want at least %u blocks",
+	              (unsigned long long)(before - after), RUN - 16 - 8);
+	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
+	read_range(c, fill, 16, 9);
+	read_range(c, 64, fill - 64, 1);
+	bufio_client_destroy(c);
+	bufio_backend_close(m);
+	reset_globals();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_batch");
@@ -149,6 +179,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_fresh_run);
 	tcase_add_test(t, test_reused_run);
 	tcase_add_test(t, test_small_budget_caps_run);
+	tcase_add_test(t, test_unused_batch_given_back);
 	suite_add_tcase(s, t);
 	return s;
 }
