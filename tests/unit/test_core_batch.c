@@ -28,18 +28,37 @@ static unsigned breaks(char *const *p, unsigned n)
 	return k;
 }
 
-/* bufio_new @n blocks from @first, fill each with its pattern, mark it
- * dirty and keep its data address in @p; released at once. */
+/* bufio_new block @blk, fill it with its pattern, mark it dirty, release it;
+ * returns where its data is. */
+static char *new_block(struct bufio_client *c, uint64_t blk)
+{
+	struct bufio_buffer *b;
+	char *p = bufio_new(c, blk, &b);
+	ck_assert_ptr_nonnull(p);
+	fill_pattern(p, BS, blk, 9);
+	bufio_mark_buffer_dirty(b);
+	bufio_release(b);
+	return p;
+}
+
+/* new_block @n blocks from @first, their data addresses into @p. */
 static void new_run(struct bufio_client *c, uint64_t first, unsigned n, char **p)
 {
-	for (unsigned i = 0; i < n; i++) {
-		struct bufio_buffer *b;
-		p[i] = bufio_new(c, first + i, &b);
-		ck_assert_ptr_nonnull(p[i]);
-		fill_pattern(p[i], BS, first + i, 9);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
-	}
+	for (unsigned i = 0; i < n; i++)
+		p[i] = new_block(c, first + i);
+}
+
+/*
+ * A client of @m whose cache holds blocks [0, @n), clean, read by one
+ * thread (neighbours in memory and on the CLOCK ring alike), with the
+ * budget set to exactly what they take.
+ */
+static struct bufio_client *full_client(struct bufio_backend *m, uint64_t n)
+{
+	struct bufio_client *c = lazy_client(m, BS);
+	read_range(c, 0, n, 1);
+	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
+	return c;
 }
 
 struct lockstep {
@@ -56,13 +75,8 @@ static void step_writer(void *arg, unsigned idx)
 	uint64_t first = ls->first + (uint64_t)idx * RUN;
 	bufio_expect_new(ls->c, RUN);
 	for (unsigned i = 0; i < RUN; i++) {
-		struct bufio_buffer *b;
 		pthread_barrier_wait(&ls->bar);
-		ls->p[idx][i] = bufio_new(ls->c, first + i, &b);
-		ck_assert_ptr_nonnull(ls->p[idx][i]);
-		fill_pattern(ls->p[idx][i], BS, first + i, 9);
-		bufio_mark_buffer_dirty(b);
-		bufio_release(b);
+		ls->p[idx][i] = new_block(ls->c, first + i);
 	}
 }
 
@@ -99,11 +113,7 @@ START_TEST(test_reused_run)
 	reset_globals();
 	const uint64_t fill = 4096; /* a 16 MiB budget: batches of up to 64 */
 	struct bufio_backend *m = mem_with_pattern(2 * fill, BS, 512, 1);
-	struct bufio_client *c = lazy_client(m, BS);
-	/* Fill the cache with clean blocks, one thread: neighbours in memory
-	 * and on the CLOCK ring alike. Then make that exactly the budget. */
-	read_range(c, 0, fill, 1);
-	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
+	struct bufio_client *c = full_client(m, fill);
 	uint64_t reused = stats(c).evict_reuse;
 	/* Each thread's run is the memory of the oldest blocks, handed out in
 	 * address order: at most one fresh block (the first allocation is at
@@ -123,10 +133,8 @@ START_TEST(test_small_budget_caps_run)
 	/* 64 blocks of budget: a thread may not detach them all at once. */
 	reset_globals();
 	struct bufio_backend *m = mem_with_pattern(1024, BS, 512, 1);
-	struct bufio_client *c = lazy_client(m, BS);
+	struct bufio_client *c = full_client(m, RUN);
 	char *p[RUN];
-	read_range(c, 0, RUN, 1);
-	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
 	ck_assert_uint_eq(stats(c).bytes_cached / BS, RUN);
 	/* The thread says 256 and creates 16: what it detached and did not
 	 * use is neither clean nor dirty. At most a default batch of 8 is
@@ -149,10 +157,8 @@ START_TEST(test_unused_batch_given_back)
 	reset_globals();
 	const uint64_t fill = 4096;
 	struct bufio_backend *m = mem_with_pattern(2 * fill, BS, 512, 1);
-	struct bufio_client *c = lazy_client(m, BS);
+	struct bufio_client *c = full_client(m, fill);
 	char *p[RUN];
-	read_range(c, 0, fill, 1);
-	ck_assert_int_eq(bufio_set_max_cache_size(bufio_get_current_allocated()), 0);
 	bufio_expect_new(c, RUN);
 	new_run(c, fill, 16, p);
 	uint64_t before = bufio_get_current_allocated();
