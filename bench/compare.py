@@ -376,8 +376,10 @@ def targets(res):
         (small, s_iops), (big, b_iops) = sorted(scale.items())
         s, b = med(s_iops), med(b_iops)
         t.add(b >= 0.9 * s, "cost does not grow with size: hot 4K random read QD1 with a %s cache "
-              "%s IOPS, with a %s cache %s IOPS (%.2fx) [need >= 0.90x]"
-              % (human(small), fmt_iops(s), human(big), fmt_iops(b), b / s))
+              "%s IOPS, with a %s cache %s IOPS (%.2fx; medians of %d and %d runs) "
+              "[need >= 0.90x]"
+              % (human(small), fmt_iops(s), human(big), fmt_iops(b), b / s, len(s_iops),
+                 len(b_iops)))
     else:
         t.add(None, "cost vs cache size: needs the scale runs")
 
