@@ -597,7 +597,7 @@ for ((round = 1; round <= rounds; round++)); do
 	done
 	if has scale "$only"; then
 		# Two pairs a round: at QD1 single runs on this VM scatter by +-15%.
-		for pair in 1 2; do
+		for _ in 1 2; do
 			run scale "$round" "$scale_small_b"
 			run scale "$round" "$scale_big_b"
 		done
