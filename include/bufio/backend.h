@@ -148,6 +148,8 @@ void bufio_backend_submit(struct bufio_backend *be, struct bufio_io *ios);
 /*
  * Synchronous single request built on submit: returns 0 or a negative errno.
  * Blocks until the io completes. Useful for flushes, discards and tests.
+ * Reported as a wait to the caller's sleep hooks (bufio_set_sleep_hooks)
+ * unless it is a read or write through the page cache.
  */
 int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *buf, uint64_t offset,
                           uint64_t len);

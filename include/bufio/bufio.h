@@ -468,6 +468,35 @@ uint64_t bufio_shrink(uint64_t bytes);
 void bufio_run_cleanup(void);
 
 /*----------------------------------------------------------------
+ * Sleep notification for thread pools
+ *--------------------------------------------------------------*/
+
+/*
+ * What a thread pool learns about its threads' waits inside libbufio, as the
+ * kernel's concurrency-managed workqueues learn it from the scheduler: a pool
+ * can then keep few threads runnable and let another in only while one
+ * waits. @sleeping is called just before the calling thread waits for
+ * backend I/O (a read or write in flight, a flush, a discard, a synchronous
+ * read or write through an O_DIRECT backend, room in a full io_uring), or
+ * for buffers another thread must release or write back; @woken when it
+ * stops waiting, once per @sleeping. Short waits for the index's shard locks are not reported.
+ * Both run in the waiting thread, must not block for long nor call into
+ * libbufio, and get @arg.
+ */
+struct bufio_sleep_hooks {
+	void (*sleeping)(void *arg);
+	void (*woken)(void *arg);
+	void *arg;
+};
+
+/*
+ * Report the calling thread's waits to @hooks (NULL: stop reporting). The
+ * hooks must stay valid while set. Never blocks; per thread, so threads that
+ * did not set hooks are unaffected.
+ */
+void bufio_set_sleep_hooks(const struct bufio_sleep_hooks *hooks);
+
+/*----------------------------------------------------------------
  * Fault injection (tests only)
  *--------------------------------------------------------------*/
 

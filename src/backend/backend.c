@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "be_int.h"
+#include "core/sleep.h"
 
 __thread bool be_in_completion;
 
@@ -57,6 +58,29 @@ static void sync_done(struct bufio_io *io, int res)
 }
 
 /*
+ * Whether running @op in the calling thread waits for the device, as far as
+ * a thread pool should know (bufio_set_sleep_hooks): not for a buffered read
+ * or write, which the page cache usually serves at once.
+ */
+static bool sync_sleeps(const struct bufio_backend *be, enum bufio_io_op op)
+{
+	return (op != BUFIO_OP_READ && op != BUFIO_OP_WRITE) || (be->flags & BUFIO_BE_DIRECT);
+}
+
+static int exec_here(struct bufio_backend *be, struct bufio_io *io)
+{
+	bool sleeps = sync_sleeps(be, (enum bufio_io_op)io->op);
+	int res;
+
+	if (sleeps)
+		sleep_begin();
+	res = be->ops->exec_sync(be, io);
+	if (sleeps)
+		sleep_end();
+	return res;
+}
+
+/*
  * Must not be called from a completion callback of a backend that completes
  * asynchronously: the thread that would complete it is the one waiting.
  */
@@ -75,14 +99,16 @@ int bufio_backend_rw_sync(struct bufio_backend *be, enum bufio_io_op op, void *b
 	};
 
 	if (be->ops->exec_sync)
-		return be->ops->exec_sync(be, &io);
+		return exec_here(be, &io);
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
 	be->ops->submit(be, &io);
+	sleep_begin();
 	pthread_mutex_lock(&w.lock);
 	while (!w.done)
 		pthread_cond_wait(&w.cond, &w.lock);
 	pthread_mutex_unlock(&w.lock);
+	sleep_end();
 	pthread_cond_destroy(&w.cond);
 	pthread_mutex_destroy(&w.lock);
 	return w.res;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "be_int.h"
+#include "core/sleep.h"
 
 #define DEFAULT_QUEUE_DEPTH 256
 #define REAP_BATCH          64
@@ -247,7 +248,9 @@ static void uring_submit(struct bufio_backend *be, struct bufio_io *ios)
 			/* push what is prepared first: the slots we wait for may be in it */
 			flush_sq(u);
 			u->waiters++;
+			sleep_begin();
 			pthread_cond_wait(&u->space, &u->lock);
+			sleep_end();
 			u->waiters--;
 		}
 	}

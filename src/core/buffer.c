@@ -165,9 +165,7 @@ static struct bufio_buffer *reuse_or_throttle(struct bufio_client *c, struct sta
 			pthread_mutex_lock(&c->lock);
 			continue;
 		}
-		atomic_fetch_add(&c->free_waiters, 1);
-		pthread_cond_wait(&c->free_cond, &c->lock);
-		atomic_fetch_sub(&c->free_waiters, 1);
+		free_wait(c);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
@@ -217,9 +215,7 @@ struct bufio_buffer *buffer_alloc(struct bufio_client *c, bool may_wait)
 		b = buffer_new_mem(c);
 		if (b)
 			break;
-		atomic_fetch_add(&c->free_waiters, 1);
-		pthread_cond_wait(&c->free_cond, &c->lock);
-		atomic_fetch_sub(&c->free_waiters, 1);
+		free_wait(c);
 	}
 	pthread_mutex_unlock(&c->lock);
 got:
@@ -343,6 +339,15 @@ void buffer_get_hold(struct bufio_buffer *b)
 	buffer_hold(b);
 	if (!atomic_load_explicit(&b->accessed, memory_order_relaxed))
 		atomic_store_explicit(&b->accessed, 1, memory_order_relaxed);
+}
+
+void free_wait(struct bufio_client *c)
+{
+	atomic_fetch_add(&c->free_waiters, 1);
+	sleep_begin();
+	pthread_cond_wait(&c->free_cond, &c->lock);
+	sleep_end();
+	atomic_fetch_sub(&c->free_waiters, 1);
 }
 
 void wake_free_waiters(struct bufio_client *c)

@@ -148,9 +148,7 @@ static bool clear_target(struct bufio_buffer *b, uint64_t block)
 	if (hold_count(t)) {
 		/* Someone holds the target: wait for a release, as dm-bufio. */
 		shard_wrunlock(s);
-		atomic_fetch_add(&c->free_waiters, 1);
-		pthread_cond_wait(&c->free_cond, &c->lock);
-		atomic_fetch_sub(&c->free_waiters, 1);
+		free_wait(c);
 		pthread_mutex_unlock(&c->lock);
 		return false;
 	}

@@ -14,6 +14,8 @@
 
 #include <bufio/bufio.h>
 
+#include "core/sleep.h"
+
 #define BUFIO_MIN_BUFFERS          8
 #define BUFIO_WRITEBACK_RATIO      3
 #define BUFIO_LOW_WATERMARK_RATIO  16
@@ -336,6 +338,8 @@ void buffer_put(struct bufio_buffer *b);
 void buffer_get_hold(struct bufio_buffer *b); /* a caller's hold: sets the reference bit */
 void buffer_hold(struct bufio_buffer *b);     /* an internal hold (waiting on I/O) */
 void wake_free_waiters(struct bufio_client *c);
+/* Wait for wake_free_waiters (c->lock held; dropped while asleep). */
+void free_wait(struct bufio_client *c);
 /* Wrap block memory @data in a descriptor, charged; NULL without one. */
 struct bufio_buffer *buffer_wrap(struct bufio_client *c, void *data);
 /* A fresh buffer from the system; NULL when allocation fails (or is injected to). */

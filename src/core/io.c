@@ -47,8 +47,11 @@ struct bufio_io *io_alloc(struct bufio_client *c, bool may_wait)
 	pthread_mutex_lock(&c->io_lock);
 	/* Reserve descriptors are only ever taken by ios in flight, so one
 	 * comes back when any of them completes. */
-	while (!c->io_reserve && may_wait)
+	while (!c->io_reserve && may_wait) {
+		sleep_begin();
 		pthread_cond_wait(&c->io_cond, &c->io_lock);
+		sleep_end();
+	}
 	io = c->io_reserve;
 	if (io)
 		c->io_reserve = io->next;

@@ -64,6 +64,10 @@ void slock_wake(slock_t *l)
 void buffer_wait_clear(struct bufio_buffer *b, unsigned bits)
 {
 	unsigned s = atomic_load_explicit(&b->state, memory_order_acquire);
+
+	if (!(s & bits))
+		return;
+	sleep_begin();
 	while (s & bits) {
 		if (!(s & B_WAITERS)) {
 			if (!atomic_compare_exchange_weak(&b->state, &s, s | B_WAITERS))
@@ -73,6 +77,7 @@ void buffer_wait_clear(struct bufio_buffer *b, unsigned bits)
 		futex_wait(&b->state, s);
 		s = atomic_load_explicit(&b->state, memory_order_acquire);
 	}
+	sleep_end();
 }
 
 #define COMPLETING_WAITER (1u << 31)
@@ -93,6 +98,10 @@ void completion_end(struct bufio_client *c)
 void completions_wait(struct bufio_client *c)
 {
 	unsigned v = atomic_load_explicit(&c->completing, memory_order_acquire);
+
+	if (!(v & ~COMPLETING_WAITER))
+		return;
+	sleep_begin();
 	while (v & ~COMPLETING_WAITER) {
 		if (!(v & COMPLETING_WAITER)) {
 			if (!atomic_compare_exchange_weak(&c->completing, &v,
@@ -103,6 +112,7 @@ void completions_wait(struct bufio_client *c)
 		futex_wait(&c->completing, v);
 		v = atomic_load_explicit(&c->completing, memory_order_acquire);
 	}
+	sleep_end();
 }
 
 void buffer_clear_wake(struct bufio_buffer *b, unsigned bits)

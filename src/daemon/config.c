@@ -29,7 +29,15 @@ static const struct dev_option dev_options[] = {
 };
 
 /* Daemon-wide keys of the config file and -o (booleans point into the config). */
-enum daemon_key { KEY_MOUNTPOINT, KEY_FUSE_OPTIONS, KEY_STATE_DIR, KEY_URING, KEY_BOOL };
+enum daemon_key {
+	KEY_MOUNTPOINT,
+	KEY_FUSE_OPTIONS,
+	KEY_STATE_DIR,
+	KEY_URING,
+	KEY_THREADS, /* 1..FS_FUSE_THREADS_MAX */
+	KEY_RUNNING, /* the same, or auto (0) */
+	KEY_BOOL,
+};
 
 struct daemon_option {
 	const char *name;
@@ -42,6 +50,8 @@ static const struct daemon_option daemon_options[] = {
     {"fuse_options", KEY_FUSE_OPTIONS, 0},
     {"state_dir", KEY_STATE_DIR, 0},
     {"fuse_uring", KEY_URING, 0},
+    {"fuse_threads", KEY_THREADS, 0},
+    {"fuse_running", KEY_RUNNING, 0},
     {"foreground", KEY_BOOL, offsetof(struct fs_config, foreground)},
     {"debug", KEY_BOOL, offsetof(struct fs_config, debug)},
     {"kernel_cache", KEY_BOOL, offsetof(struct fs_config, kernel_cache)},
@@ -341,6 +351,42 @@ static int parse_uring(const char *s, enum fs_uring_mode *out)
 	return 0;
 }
 
+/* A count of FUSE workers, 1..FS_FUSE_THREADS_MAX; "auto" (0) if @can_auto. */
+static int parse_workers(const char *s, bool can_auto, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (can_auto && strcasecmp(s, "auto") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < 1 || v > FS_FUSE_THREADS_MAX)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* What a daemon option accepts, for an -EINVAL from set_daemon_option. */
+static const char *daemon_syntax(const struct daemon_option *o)
+{
+	_Static_assert(FS_FUSE_THREADS_MAX == 64, "the messages below name the maximum");
+	switch (o->kind) {
+	case KEY_URING:
+		return "expected auto, yes or no";
+	case KEY_THREADS:
+		return "expected a number of threads from 1 to 64";
+	case KEY_RUNNING:
+		return "expected auto or a number of threads from 1 to 64";
+	default:
+		return NULL;
+	}
+}
+
 /* Apply a daemon option given as text (the bool already parsed by the caller). */
 static int set_daemon_option(struct fs_config *cfg, const struct daemon_option *o, const char *text,
                              bool b)
@@ -354,6 +400,10 @@ static int set_daemon_option(struct fs_config *cfg, const struct daemon_option *
 		return replace_string(&cfg->state_dir, text);
 	case KEY_URING:
 		return parse_uring(text, &cfg->fuse_uring);
+	case KEY_THREADS:
+		return parse_workers(text, false, &cfg->fuse_threads);
+	case KEY_RUNNING:
+		return parse_workers(text, true, &cfg->fuse_running);
 	case KEY_BOOL:
 		*daemon_bool(cfg, o) = b;
 		return 0;
@@ -593,19 +643,23 @@ static int load_daemon_option(struct loader *ld, const config_setting_t *s,
                               const struct daemon_option *o)
 {
 	bool is_bool = o->kind == KEY_BOOL;
+	bool is_count = o->kind == KEY_THREADS || o->kind == KEY_RUNNING;
 	char text[4096];
 	int rc;
 
-	rc = setting_text(ld, s, is_bool ? T(BOOL) : T(STRING), is_bool ? "a boolean" : "a string",
-	                  text, sizeof(text));
+	if (is_bool)
+		rc = setting_text(ld, s, T(BOOL), "a boolean", text, sizeof(text));
+	else if (is_count)
+		rc = setting_text(ld, s, T_NUMBER, "a number", text, sizeof(text));
+	else
+		rc = setting_text(ld, s, T(STRING), "a string", text, sizeof(text));
 	if (rc < 0)
 		return rc;
 	if ((o->kind == KEY_MOUNTPOINT || o->kind == KEY_STATE_DIR) && !*text)
 		return fail(ld, s, "%s: empty path", o->name);
 	rc = set_daemon_option(ld->cfg, o, text, is_bool && config_setting_get_bool(s));
-	if (rc == -EINVAL && o->kind == KEY_URING)
-		return fail(ld, s, "%s: invalid value \"%s\": expected auto, yes or no", o->name,
-		            text);
+	if (rc == -EINVAL && daemon_syntax(o))
+		return fail(ld, s, "%s: invalid value \"%s\": %s", o->name, text, daemon_syntax(o));
 	return rc < 0 ? fail(ld, s, "%s: %s", o->name, strerror(-rc)) : 0;
 }
 
@@ -822,10 +876,9 @@ static int option_daemon(struct fs_config *cfg, const struct daemon_option *o, c
 		return fs_errf(err, errlen, -EINVAL, "-o %s: needs a value (%s=VALUE)", o->name,
 		               o->name);
 	rc = set_daemon_option(cfg, o, value ? value : "", b);
-	if (rc == -EINVAL && o->kind == KEY_URING)
-		return fs_errf(err, errlen, rc,
-		               "-o %s: invalid value \"%s\": expected auto, yes or no", o->name,
-		               value);
+	if (rc == -EINVAL && daemon_syntax(o))
+		return fs_errf(err, errlen, rc, "-o %s: invalid value \"%s\": %s", o->name, value,
+		               daemon_syntax(o));
 	return rc < 0 ? fs_errf(err, errlen, rc, "-o %s: %s", o->name, strerror(-rc)) : 0;
 }
 

@@ -54,7 +54,14 @@ struct fs_config {
 	bool mlockall;
 	bool allow_other; /* not added to fuse_opts: the daemon passes it itself */
 	enum fs_uring_mode fuse_uring;
+	unsigned fuse_threads; /* FUSE workers; 0 = FS_FUSE_THREADS */
+	unsigned fuse_running; /* of them runnable at once; 0 = the CPUs + 1 */
 };
+
+/* FUSE workers by default, and the most fuse_threads accepts. Each may keep a
+ * 1 MiB receive buffer and hold that much of the cache while it copies. */
+#define FS_FUSE_THREADS     8
+#define FS_FUSE_THREADS_MAX 64
 
 /*
  * Format an error message into @err (when @err is non-NULL and @errlen > 0)
@@ -93,7 +100,8 @@ int fs_config_load_file(struct fs_config *cfg, const char *path, char *err, size
  *    devices; a device "disk" is created first when there is none;
  *  - kernel_cache, mlockall, allow_other, foreground, debug (booleans: no
  *    value, 1/0, yes/no, true/false, on/off), state_dir=PATH,
- *    fuse_uring=auto|yes|no;
+ *    fuse_uring=auto|yes|no, fuse_threads=N, fuse_running=auto|N
+ *    (N from 1 to FS_FUSE_THREADS_MAX);
  *  - a read-only registry name (hits, metrics, ...) is an error;
  *  - anything else is appended to fuse_opts.
  * Returns 0 or -EINVAL/-ENOMEM with a message in @err.

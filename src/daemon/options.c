@@ -150,7 +150,10 @@ void fs_options_usage(FILE *out, const char *prog)
 	      "  allow_other          let other users access the mount\n"
 	      "  state_dir=DIR        where --demo keeps its image\n"
 	      "  fuse_uring=auto|yes|no  FUSE requests over io_uring (default no; auto: when\n"
-	      "                       /sys/module/fuse/parameters/enable_uring is Y)\n\n"
+	      "                       /sys/module/fuse/parameters/enable_uring is Y)\n"
+	      "  fuse_threads=N       threads serving /dev/fuse, 1-64 (default 8)\n"
+	      "  fuse_running=auto|N  of them, runnable at once while none waits for the\n"
+	      "                       backing (default auto: the CPUs + 1)\n\n"
 	      "Byte values take K, M, G or T suffixes (1024-based; KiB and KB mean the same).\n\n"
 	      "Other files in MOUNTPOINT/control/:\n",
 	      out);

@@ -55,10 +55,14 @@ struct fuse_session *fs_mount(struct fs_ctx *ctx, const char *mountpoint, struct
  * requests from /dev/fuse until the session ends (unmount, or
  * fuse_session_exit() followed by fs_loop_interrupt()). A worker blocks while
  * its request waits for backing I/O, so the pool size bounds the requests
- * served at once. Returns NULL (logged) if no thread could be started.
+ * served at once. Of those, at most @running (0 or more than @nthreads: all)
+ * receive or process requests at a time while none waits for I/O; each
+ * worker waiting in libbufio lets a parked one in. Returns NULL (logged) if no
+ * thread could be started.
  */
 struct fs_loop;
-struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsigned nthreads);
+struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsigned nthreads,
+                              unsigned running);
 
 /*
  * Interrupt workers blocked in read(2) so they see fuse_session_exit().

@@ -352,6 +352,35 @@ START_TEST(test_fuse_uring)
 }
 END_TEST
 
+/* fuse_threads 1..64; fuse_running auto (0) or 1..64; numbers or strings in the file. */
+START_TEST(test_fuse_workers)
+{
+	struct fs_cmdline cmd;
+
+	ck_assert_int_eq(load("fuse_threads = 16;\nfuse_running = \"AUTO\";\n"), 0);
+	ck_assert_uint_eq(cfg.fuse_threads, 16);
+	ck_assert_uint_eq(cfg.fuse_running, 0);
+	ck_assert_int_eq(load("fuse_threads = \"64\";\nfuse_running = 1;\n"), 0);
+	ck_assert_uint_eq(cfg.fuse_threads, 64);
+	ck_assert_uint_eq(cfg.fuse_running, 1);
+	load_fails("fuse_threads = 0;\n", 1, "expected a number of threads from 1 to 64");
+	load_fails("\nfuse_threads = 65;\n", 2, "expected a number of threads from 1 to 64");
+	load_fails("fuse_threads = \"auto\";\n", 1, "from 1 to 64");
+	load_fails("fuse_running = \"some\";\n", 1, "expected auto or a number of threads");
+	load_fails("fuse_running = -3;\n", 1, "negative");
+	load_fails("fuse_running = true;\n", 1, "expected a number");
+	fs_config_free(&cfg);
+	ck_assert_uint_eq(cfg.fuse_threads, 0); /* the defaults */
+	ck_assert_uint_eq(cfg.fuse_running, 0);
+	ck_assert_int_eq(
+	    parse_args(&cmd, "-o", "fuse_threads=3,fuse_running=2", "/img", "/mnt", NULL),
+	    FS_OPTIONS_RUN);
+	ck_assert_uint_eq(cfg.fuse_threads, 3);
+	ck_assert_uint_eq(cfg.fuse_running, 2);
+	ck_assert_ptr_null(cfg.fuse_opts); /* not passed on to FUSE */
+}
+END_TEST
+
 static void args_fail(const char *what, ...)
 {
 	char *argv[32];
@@ -384,6 +413,14 @@ START_TEST(test_cmdline_errors)
 	args_fail("-o fuse_uring: invalid value \"maybe\": expected auto, yes or no", "-o",
 	          "fuse_uring=maybe", "/img", "/mnt", NULL);
 	args_fail("-o fuse_uring: needs a value", "-o", "fuse_uring", "/img", "/mnt", NULL);
+	args_fail(
+	    "-o fuse_threads: invalid value \"8x\": expected a number of threads from 1 to 64",
+	    "-o", "fuse_threads=8x", "/img", "/mnt", NULL);
+	args_fail("-o fuse_threads: invalid value \"+8\"", "-o", "fuse_threads=+8", "/img", "/mnt",
+	          NULL);
+	args_fail("-o fuse_running: invalid value \"0\": expected auto or", "-o", "fuse_running=0",
+	          "/img", "/mnt", NULL);
+	args_fail("-o fuse_running: needs a value", "-o", "fuse_running", "/img", "/mnt", NULL);
 	args_fail("hits is read-only", "-o", "hits=4", "/img", "/mnt", NULL);
 	args_fail("-o max_cache_size_bytes: invalid value \"99999999999T\": too large", "-o",
 	          "max_cache_size_bytes=99999999999T", "/img", "/mnt", NULL);
@@ -567,6 +604,7 @@ static Suite *config_suite(void)
 	tcase_add_test(cmdline, test_cmdline_overrides_config);
 	tcase_add_test(cmdline, test_cmdline_errors);
 	tcase_add_test(cmdline, test_fuse_uring);
+	tcase_add_test(cmdline, test_fuse_workers);
 	tcase_add_test(cmdline, test_cmdline_modes);
 	tcase_add_test(cmdline, test_help_lists_tunables);
 	tcase_add_test(cmdline, test_apply_and_reload);
