@@ -18,6 +18,10 @@ struct be_fault_rule {
 	unsigned probability; /* parts per million; 0 = every match (after @after) */
 	int error;            /* negative errno to complete with; 0 = don't fail */
 	unsigned delay_us;    /* added latency for matching ios (failing or not) */
+	/* The submitting thread sleeps this long inside submit, and no sleep
+	 * hook hears of it: a thread stuck outside libbufio's waits (memory
+	 * reclaim, a page fault), as a thread pool sees it. */
+	unsigned stall_us;
 };
 
 /*

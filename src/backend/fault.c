@@ -15,7 +15,9 @@
  *  - a hit io gets ->delay_us (the largest of all rules that hit it) and
  *    fails with ->error (the first rule that fails it wins) while fewer than
  *    ->count have failed by this rule (0 = no limit); once ->count is spent
- *    the rule still delays.
+ *    the rule still delays;
+ *  - a batch with a hit io stalls its submitter for the largest ->stall_us
+ *    of the rules that hit, before anything of it goes further.
  *
  * Where completions run: an io failed by a rule without delay is completed
  * inline by the submitter, before submit returns, and never reaches the lower
@@ -46,6 +48,7 @@ struct fault_req {
 	struct be_fault *fb;
 	uint64_t due_ns;
 	unsigned delay_us;
+	unsigned stall_us;
 	int err; /* the rule's error: not sent below */
 	int res; /* the result to deliver (held ios) */
 	struct fault_req *next;
@@ -131,6 +134,8 @@ static void apply_rules(struct be_fault *fb, struct fault_req *req)
 			continue;
 		if (r->delay_us > req->delay_us)
 			req->delay_us = r->delay_us;
+		if (r->stall_us > req->stall_us)
+			req->stall_us = r->stall_us;
 		if (req->err || !r->error || (r->count && rs->failed >= r->count))
 			continue;
 		req->err = r->error;
@@ -234,6 +239,7 @@ static void fault_submit(struct bufio_backend *be, struct bufio_io *ios)
 	struct fault_req *reqs = NULL, **rtail = &reqs, *req, *next;
 	struct bufio_io *lower = NULL, **ltail = &lower;
 	uint64_t now = now_ns();
+	unsigned stall_us = 0;
 	bool kick = false;
 
 	/* Wrap every io first so the rules see the batch under one lock. */
@@ -267,8 +273,14 @@ static void fault_submit(struct bufio_backend *be, struct bufio_io *ios)
 			fb->counts.bytes[req->orig->op] += req->orig->len;
 		}
 		apply_rules(fb, req);
+		if (req->stall_us > stall_us)
+			stall_us = req->stall_us;
 	}
 	pthread_mutex_unlock(&fb->lock);
+	if (stall_us) /* plain sleep: no hook must hear of it */
+		nanosleep(&(struct timespec){.tv_sec = stall_us / 1000000,
+		                             .tv_nsec = (long)(stall_us % 1000000) * 1000},
+		          NULL);
 
 	for (req = reqs; req; req = next) {
 		next = req->next;

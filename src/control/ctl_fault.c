@@ -113,6 +113,8 @@ static int parse_word(const char *key, size_t klen, const char *val, size_t vlen
 		r->probability = (unsigned)v;
 	else if (IS("delay_ms") && v <= 60000)
 		r->delay_us = (unsigned)v * 1000;
+	else if (IS("stall_ms") && v <= 60000)
+		r->stall_us = (unsigned)v * 1000;
 	else
 		return -EINVAL;
 	return 0;
@@ -122,7 +124,8 @@ static int parse_word(const char *key, size_t klen, const char *val, size_t vlen
 /*
  * "clear", or a rule: words KEY=VALUE separated by blanks; keys op
  * (read,write,flush,discard,all), start, end (bytes, K/M/G), error (EIO,
- * ENOSPC, ... or a number), count, after, probability (ppm), delay_ms.
+ * ENOSPC, ... or a number), count, after, probability (ppm), delay_ms,
+ * stall_ms (the submitting thread sleeps, unreported to its pool).
  */
 static int fault_command(struct fs_device *dev, const char *text, size_t len)
 {
@@ -143,7 +146,7 @@ static int fault_command(struct fs_device *dev, const char *text, size_t len)
 		if (!eq || parse_word(w, (size_t)(eq - w), eq + 1, strlen(eq + 1), &r) < 0)
 			return -EINVAL;
 	}
-	if (!r.error && !r.delay_us)
+	if (!r.error && !r.delay_us && !r.stall_us)
 		return -EINVAL; /* a rule that does nothing is a typo */
 	return be_fault_add_rule(dev->be, &r) < 0 ? -EINVAL : 0;
 }
@@ -167,7 +170,7 @@ const struct ctl_entry ctl_ent_fault_inject = {
     .type = CTL_TEXT,
     .scope = CTL_DEVICE,
     .doc = "test daemon only: write a fault rule (op=read,write,flush,discard start= end= "
-           "error= count= after= probability= delay_ms=) or clear; read the I/O counts",
+           "error= count= after= probability= delay_ms= stall_ms=) or clear; read the I/O counts",
     .show = fault_show,
     .command = fault_command,
 };

@@ -78,6 +78,32 @@ int fs_loop_join(struct fs_loop *l);
 void fs_loop_free(struct fs_loop *l);
 
 /*
+ * The gate of the worker pool (gate.c): at most @limit of @nworkers workers
+ * (0 or more: all) run at once, not counting those waiting in libbufio for
+ * I/O (each such wait lets a parked worker in) nor those stuck on one request
+ * for over a second. Workers are numbered 0..@nworkers-1; each calls the
+ * functions below with its number, from its own thread. NULL when out of
+ * memory.
+ */
+struct fs_gate;
+struct fs_gate *fs_gate_new(struct fuse_session *se, unsigned nworkers, unsigned limit);
+/* After every worker has left. */
+void fs_gate_free(struct fs_gate *g);
+/* A worker starts: blocks until its turn (or the session ends), then has
+ * its libbufio waits reported to the gate. */
+void fs_gate_enter(struct fs_gate *g, unsigned worker);
+/* Between requests: blocks while more than the limit run. */
+void fs_gate_pass(struct fs_gate *g, unsigned worker);
+/* @worker waits in read(2) (@on) or processes what it read (!@on); it
+ * processed one more request. Never block: what the watcher looks at. */
+void fs_gate_receiving(struct fs_gate *g, unsigned worker, bool on);
+void fs_gate_served(struct fs_gate *g, unsigned worker);
+/* @worker ends (the session has ended): parked ones see it too. */
+void fs_gate_leave(struct fs_gate *g, unsigned worker);
+/* Wake every parked worker to look at the session's end. Any thread. */
+void fs_gate_open(struct fs_gate *g);
+
+/*
  * A read of [off, off + len) is being served from @dev's cache: if it goes
  * on where the previous one ended, start reading the next read_ahead_kb in
  * the background (bufio_prefetch). Never blocks on I/O.
@@ -131,11 +157,14 @@ struct fs_rx;
 struct fs_rx *fs_rx_new(struct fs_ctx *ctx, struct fuse_session *se);
 void fs_rx_free(struct fs_rx *rx);
 /*
- * Read one request and process it. Blocks in read(2). Returns 1 when one was
- * processed, 0 when the session has ended (unmounted), -EINTR or -EAGAIN to
- * be called again, or another -errno of the read.
+ * Read one request. Blocks in read(2). Returns 1 when one was received (then
+ * call fs_rx_process), 0 when the session has ended (unmounted), -EINTR or
+ * -EAGAIN to be called again, or another -errno of the read.
  */
-int fs_rx_serve_one(struct fs_rx *rx);
+int fs_rx_receive(struct fs_rx *rx);
+/* Process and answer the request fs_rx_receive got; nothing if none. May
+ * block for backing I/O. */
+void fs_rx_process(struct fs_rx *rx);
 
 /*
  * Where a write's data is: one flat buffer, or block-size pieces of

@@ -12,18 +12,7 @@
  * reader per request (exclusive wait). How a worker reads and dispatches a
  * request is rx.c's.
  *
- * Only a few workers run at a time; the rest are parked. Idle workers in
- * read(2) are not free: with 8 of them the queue drains, each request then
- * finds a worker asleep and pays its wake-up inside the caller's submission,
- * and the caller slows down so the queue keeps draining (hot 4 KiB reads at
- * QD32x2: 56-64k IOPS in that state against 80-100k when workers always
- * find a request waiting; 3 workers stayed in the fast state). But a worker
- * that misses the cache waits for the disk, and cold reads want more
- * requests in flight than that. So, like the kernel's concurrency-managed
- * workqueues, the pool keeps @running workers runnable (receiving or
- * processing), and libbufio tells it when one starts and stops waiting for
- * I/O (bufio_set_sleep_hooks): a parked worker is let in while one waits,
- * and the one coming back from a wait parks again if too many run.
+ * Only a few workers run at once, the others parked; gate.c decides.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,13 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <bufio/bufio.h>
-
 #include "daemon/log.h"
 #include "fuse/fs.h"
 
 struct fs_worker {
 	struct fs_loop *l;
+	unsigned idx;
 	pthread_t tid;
 	bool started;
 	bool done; /* under fs_loop.lock: no more signals to this thread */
@@ -50,104 +38,44 @@ struct fs_loop {
 	struct fuse_session *se;
 	pthread_mutex_t lock;
 	atomic_int error; /* first -errno a worker saw */
-	/* The gate, under lock except where said: workers receiving or
-	 * processing (atomic: the sleep hooks change it without the lock),
-	 * how many may, and how many are parked waiting for their turn. */
-	atomic_int running;
-	int limit;
-	unsigned parked;
-	pthread_cond_t turn;
-	struct bufio_sleep_hooks hooks;
+	struct fs_gate *gate;
 	unsigned n;
 	struct fs_worker w[];
 };
 
-/* Park until fewer than the limit run (or the session ends), then run. */
-static void gate_wait_locked(struct fs_loop *l)
+static void worker_loop(struct fs_worker *self)
 {
-	while (atomic_load(&l->running) >= l->limit && !fuse_session_exited(l->se)) {
-		l->parked++;
-		pthread_cond_wait(&l->turn, &l->lock);
-		l->parked--;
-	}
-	atomic_fetch_add(&l->running, 1);
-}
-
-/* Between requests: step aside while more than the limit run (a worker came
- * back from a wait). The common case is one atomic load. */
-static void gate_pass(struct fs_loop *l)
-{
-	if (atomic_load_explicit(&l->running, memory_order_relaxed) <= l->limit)
-		return;
-	pthread_mutex_lock(&l->lock);
-	if (atomic_load(&l->running) > l->limit) {
-		atomic_fetch_sub(&l->running, 1);
-		gate_wait_locked(l);
-	}
-	pthread_mutex_unlock(&l->lock);
-}
-
-/* The hook: this worker waits for I/O, let a parked one in. Taking the lock
- * orders the decrement before any parker's check, so no turn is lost. */
-static void worker_sleeping(void *arg)
-{
-	struct fs_loop *l = arg;
-
-	if (atomic_fetch_sub(&l->running, 1) - 1 >= l->limit)
-		return;
-	pthread_mutex_lock(&l->lock);
-	if (l->parked)
-		pthread_cond_signal(&l->turn);
-	pthread_mutex_unlock(&l->lock);
-}
-
-static void worker_woken(void *arg)
-{
-	struct fs_loop *l = arg;
-
-	atomic_fetch_add(&l->running, 1);
-}
-
-/* The session ended: parked workers must see it and leave. */
-static void gate_open(struct fs_loop *l)
-{
-	pthread_mutex_lock(&l->lock);
-	pthread_cond_broadcast(&l->turn);
-	pthread_mutex_unlock(&l->lock);
-}
-
-static void worker_loop(struct fs_loop *l)
-{
+	struct fs_loop *l = self->l;
 	struct fs_rx *rx = fs_rx_new(l->ctx, l->se);
 	int err = rx ? 0 : -ENOMEM;
 
-	if (!err) { /* a worker without memory ends the session at once */
-		pthread_mutex_lock(&l->lock);
-		gate_wait_locked(l);
-		pthread_mutex_unlock(&l->lock);
-		bufio_set_sleep_hooks(&l->hooks);
-	}
+	if (!err) /* a worker without memory ends the session at once */
+		fs_gate_enter(l->gate, self->idx);
 	while (!err && !fuse_session_exited(l->se)) {
 		int res;
 
-		gate_pass(l);
-		res = fs_rx_serve_one(rx);
-
+		fs_gate_pass(l->gate, self->idx);
+		fs_gate_receiving(l->gate, self->idx, true);
+		res = fs_rx_receive(rx);
+		fs_gate_receiving(l->gate, self->idx, false);
+		if (res == 1) {
+			fs_rx_process(rx);
+			fs_gate_served(l->gate, self->idx);
+			continue;
+		}
 		if (res == -EINTR || res == -EAGAIN)
 			continue; /* poked (shutdown) or a request the kernel withdrew */
 		if (res == 0)
 			break; /* unmounted: the session has already been ended */
-		if (res < 0)
-			err = res;
+		err = res;
 	}
 	if (err) {
 		int none = 0;
 
 		atomic_compare_exchange_strong(&l->error, &none, err);
 	}
-	bufio_set_sleep_hooks(NULL);
 	fuse_session_exit(l->se);
-	gate_open(l);
+	fs_gate_leave(l->gate, self->idx);
 	fs_rx_free(rx);
 }
 
@@ -162,7 +90,7 @@ static void *worker_main(void *arg)
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 	pthread_setname_np(pthread_self(), "bufiofs-fuse");
-	worker_loop(l);
+	worker_loop(self);
 	pthread_mutex_lock(&l->lock);
 	self->done = true;
 	pthread_mutex_unlock(&l->lock);
@@ -176,31 +104,28 @@ struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsig
 
 	if (!nthreads)
 		nthreads = 1;
-	if (!running || running > nthreads)
-		running = nthreads;
 	l = calloc(1, sizeof(*l) + nthreads * sizeof(l->w[0]));
-	if (!l) {
+	if (l)
+		l->gate = fs_gate_new(se, nthreads, running);
+	if (!l || !l->gate) {
 		fs_log(LOG_ERR, "cannot start the FUSE workers: out of memory");
+		free(l);
 		return NULL;
 	}
 	l->ctx = ctx;
 	l->se = se;
 	l->n = nthreads;
-	l->limit = (int)running;
-	l->hooks = (struct bufio_sleep_hooks){
-	    .sleeping = worker_sleeping, .woken = worker_woken, .arg = l};
 	/* The ring threads first: INIT, which the workers read, asks the
 	 * kernel for io_uring only once they are all set up. */
 	if (ctx->uring && fs_uring_start(ctx->uring) != 0)
 		fs_log(LOG_WARNING, "FUSE io_uring unavailable; serving through /dev/fuse reads");
 	atomic_init(&l->error, 0);
-	atomic_init(&l->running, 0);
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->turn, NULL);
 	/* A worker marks itself done under the lock, so only after started. */
 	pthread_mutex_lock(&l->lock);
 	for (unsigned i = 0; i < nthreads; i++) {
 		l->w[i].l = l;
+		l->w[i].idx = i;
 		int err = pthread_create(&l->w[i].tid, NULL, worker_main, &l->w[i]);
 		if (err) {
 			fs_log(LOG_ERR, "cannot start FUSE worker %u: %s", i, strerror(err));
@@ -214,7 +139,7 @@ struct fs_loop *fs_loop_start(struct fs_ctx *ctx, struct fuse_session *se, unsig
 			fs_uring_interrupt(ctx->uring);
 			fs_uring_join(ctx->uring);
 		}
-		pthread_cond_destroy(&l->turn);
+		fs_gate_free(l->gate);
 		pthread_mutex_destroy(&l->lock);
 		free(l);
 		return NULL;
@@ -229,8 +154,8 @@ void fs_loop_interrupt(struct fs_loop *l)
 	for (unsigned i = 0; i < l->n; i++)
 		if (l->w[i].started && !l->w[i].done)
 			pthread_kill(l->w[i].tid, SIGUSR1);
-	pthread_cond_broadcast(&l->turn); /* parked workers see the end too */
 	pthread_mutex_unlock(&l->lock);
+	fs_gate_open(l->gate); /* parked workers see the end too */
 	if (l->ctx->uring)
 		fs_uring_interrupt(l->ctx->uring);
 }
@@ -260,7 +185,7 @@ void fs_loop_free(struct fs_loop *l)
 {
 	if (!l)
 		return;
-	pthread_cond_destroy(&l->turn);
+	fs_gate_free(l->gate);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
 }

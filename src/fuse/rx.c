@@ -61,6 +61,8 @@ struct fs_rx {
 	unsigned n;        /* pieces */
 	unsigned piece;    /* bytes per piece: dev's block size */
 	char *flat;        /* RX_FLAT bytes, mapped: pages come and go with use */
+	size_t len;        /* of the request received, 0: none */
+	bool in_pieces;    /* it was read into hdr and the pieces */
 };
 
 /* A WRITE handed to libfuse as its header alone, and where its data is. */
@@ -330,12 +332,12 @@ static void learn(struct fs_rx *rx, const struct fuse_in_header *in, size_t len)
 		rx_unprovision(rx);
 }
 
-int fs_rx_serve_one(struct fs_rx *rx)
+int fs_rx_receive(struct fs_rx *rx)
 {
 	bool pieces = rx->use_pieces;
 	ssize_t res = pieces ? read_pieces(rx) : read_flat(rx);
-	union rx_head h;
 
+	rx->len = 0;
 	if (res < 0) {
 		int err = errno;
 
@@ -350,16 +352,28 @@ int fs_rx_serve_one(struct fs_rx *rx)
 		fs_log(LOG_ERR, "short read on /dev/fuse: %zd bytes", res);
 		return -EIO;
 	}
+	rx->len = (size_t)res;
+	rx->in_pieces = pieces;
+	return 1;
+}
+
+void fs_rx_process(struct fs_rx *rx)
+{
+	size_t len = rx->len;
+	union rx_head h;
+
+	if (!len)
+		return;
+	rx->len = 0;
 	/* Processing may reuse the buffers: keep the header for learn(). */
-	memcpy(h.b, pieces ? rx->hdr.b : (unsigned char *)rx->flat,
-	       (size_t)res < RX_HDR ? (size_t)res : RX_HDR);
-	if (pieces) {
-		dispatch_pieces(rx, (size_t)res);
+	memcpy(h.b, rx->in_pieces ? rx->hdr.b : (unsigned char *)rx->flat,
+	       len < RX_HDR ? len : RX_HDR);
+	if (rx->in_pieces) {
+		dispatch_pieces(rx, len);
 	} else {
 		if (h.in.opcode == FUSE_INIT && rx->ctx->uring)
-			fs_uring_init_request(rx->ctx->uring, rx->flat, (size_t)res);
-		process(rx, rx->flat, (size_t)res);
+			fs_uring_init_request(rx->ctx->uring, rx->flat, len);
+		process(rx, rx->flat, len);
 	}
-	learn(rx, &h.in, (size_t)res);
-	return 1;
+	learn(rx, &h.in, len);
 }

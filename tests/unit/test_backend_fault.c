@@ -351,6 +351,44 @@ START_TEST(test_delay_ordering)
 }
 END_TEST
 
+/*
+ * A stall holds the submitter itself: submit returns no earlier than the
+ * stall (a lower bound only), in the submitting thread; then the batch goes
+ * on as usual. Ios no stall rule hits pass at once.
+ */
+START_TEST(test_stall)
+{
+	struct bufio_backend *m = be_memory_create(1 * MIB, 512);
+	struct bufio_backend *f = be_fault_create(m, true);
+	struct tio t[2];
+	struct log l;
+	uint64_t t0;
+
+	log_init(&l);
+	be_fault_add_rule(
+	    f, &(struct be_fault_rule){.ops = OPB(BUFIO_OP_READ), .end = 4096, .stall_us = 80000});
+	memset(be_memory_data(m), 0x3c, 8192);
+	tio_set(&t[0], &l, 0, BUFIO_OP_READ, buf, 4096, 4096); /* outside the rule */
+	t[0].io.next = NULL;
+	bufio_backend_submit(f, &t[0].io);
+	ck_assert_uint_eq(log_count(&l), 1);
+	tio_set(&t[0], &l, 1, BUFIO_OP_READ, buf, 0, 4096);
+	tio_set(&t[1], &l, 2, BUFIO_OP_WRITE, buf + 4096, 65536, 4096);
+	t[0].io.next = &t[1].io;
+	t[1].io.next = NULL;
+	t0 = now_us();
+	bufio_backend_submit(f, &t[0].io);
+	ck_assert_uint_ge(now_us() - t0, 80000);
+	/* the memory backend completes inline: both done when submit returns */
+	ck_assert_uint_eq(log_count(&l), 3);
+	ck_assert_int_eq(l.res[1], 0);
+	ck_assert_int_eq(l.res[2], 0);
+	ck_assert(pthread_equal(l.thread[1], pthread_self()));
+	ck_assert_uint_eq(((unsigned char *)buf)[0], 0x3c);
+	bufio_backend_close(f);
+}
+END_TEST
+
 START_TEST(test_gate)
 {
 	struct bufio_backend *m = be_memory_create(1 * MIB, 512);
@@ -562,6 +600,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_after_and_count);
 	tcase_add_test(t, test_probability);
 	tcase_add_test(t, test_delay_ordering);
+	tcase_add_test(t, test_stall);
 	tcase_add_test(t, test_gate);
 	tcase_add_test(t, test_callback_resubmits);
 	tcase_add_test(t, test_over_file_backend);
