@@ -479,8 +479,8 @@ void bufio_run_cleanup(void);
  * backend I/O (a read or write in flight, a flush, a discard, a synchronous
  * read or write through an O_DIRECT backend, room in a full io_uring), or
  * for buffers another thread must release or write back; @woken when it
- * stops waiting, once per @sleeping. Short waits for the index's shard locks are not reported.
- * Both run in the waiting thread, must not block for long nor call into
+ * stops waiting, once per @sleeping. Short waits for the index's shard locks
+ * are not reported. Both run in the waiting thread, must not block for long nor call into
  * libbufio, and get @arg.
  */
 struct bufio_sleep_hooks {

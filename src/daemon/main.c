@@ -45,7 +45,7 @@ static unsigned fuse_threads(const struct fs_config *cfg)
 
 /*
  * Of them, runnable at once while none waits for I/O (fuse_running; see
- * loop.c). One more than the CPUs: on 2 CPUs, 2 and 3 kept hot 4 KiB reads
+ * src/fuse/gate.c). One more than the CPUs: on 2 CPUs, 2 and 3 kept hot 4 KiB reads
  * at QD32x2 at 78-100k IOPS in 8 of 8 runs, where all 8 ran at 60-82k.
  */
 static unsigned fuse_running(const struct fs_config *cfg)

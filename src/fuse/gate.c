@@ -75,9 +75,12 @@ struct fs_gate {
 	struct gate_slot *slots;
 };
 
+/* Workers running, stuck ones apart. Relaxed: decisions that must not miss
+ * a turn are taken again under the lock. */
 static int runnable(struct fs_gate *g)
 {
-	return atomic_load(&g->running) - atomic_load(&g->stuck);
+	return atomic_load_explicit(&g->running, memory_order_relaxed) -
+	       atomic_load_explicit(&g->stuck, memory_order_relaxed);
 }
 
 /* Let one parked worker in (lock held). */
@@ -236,9 +239,7 @@ void fs_gate_pass(struct fs_gate *g, unsigned worker)
 {
 	struct gate_slot *slot = &g->slots[worker];
 
-	if (atomic_load_explicit(&g->running, memory_order_relaxed) -
-	        atomic_load_explicit(&g->stuck, memory_order_relaxed) <=
-	    g->limit)
+	if (runnable(g) <= g->limit)
 		return;
 	pthread_mutex_lock(&g->lock);
 	if (runnable(g) > g->limit) {
