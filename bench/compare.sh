@@ -621,6 +621,12 @@ idle_config() {
 	poll=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null) || poll=n/a
 	echo "cpuidle driver $drv, guest_halt_poll_ns $poll"
 }
+# Each bufiofs start logs the transport it serves through: one count per
+# distinct line, so a run where some daemons fell back to /dev/fuse shows it.
+transport_lines() {
+	grep -o 'FUSE requests [a-z/ ]*' "$work/logs/bufiofs.log" | sed 's/ *$//' | sort | uniq -c |
+		sed 's/^ *\([0-9]*\) \(.*\)/\1 daemon starts logged "\2"/' | paste -sd ';' -
+}
 version() {
 	local v
 	v=$("$@" 2>/dev/null) || v="$1 not installed"
@@ -633,7 +639,7 @@ version() {
 	"rounds=$rounds, $runtime s per fio job ($((runtime * ZIPF_FACTOR)) s for zipf-read)" \
 	"caches=bufiofs-hot and nbd $(mib "$hot_budget"), bufiofs-cold $(mib "$cold_budget"), zipf-read $(mib "$zipf_budget"); nbdkit cache-min-block-size=4096, cache-on-read, nbdfuse -C $nbd_conns; qemu aio=$qsd_aio" \
 	"bufiofs=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown) ($bufiofs)" \
-	"fuse=enable_uring=$fuse_uring ($(grep -o 'FUSE requests [a-z/ ]*' "$work/logs/bufiofs.log" | sort | uniq -c | sed 's/^ *//' | paste -sd ';' -))" \
+	"fuse=enable_uring=$fuse_uring; $(transport_lines)" \
 	"idle=$(idle_config)" \
 	"peers=$(version qemu-storage-daemon --version), $(version nbdkit --version), $(version nbdfuse --version), $(version fio --version)"
 echo "report: $out (raw results: ${out%.md}.jsonl)" >&2
