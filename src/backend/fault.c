@@ -453,13 +453,14 @@ void be_fault_hold(struct bufio_backend *be, unsigned ops)
 void be_fault_release(struct bufio_backend *be)
 {
 	struct be_fault *fb = to_fault(be);
-	struct fault_req **p;
 
 	if (!fb)
 		return;
 	pthread_mutex_lock(&fb->lock);
 	fb->gate = false;
 	if (fb->held_head) {
+		struct fault_req **p;
+
 		for (p = &fb->ready; *p; p = &(*p)->next)
 			;
 		*p = fb->held_head;

@@ -44,8 +44,6 @@ static void *pool_main(void *arg)
 
 int be_pool_start(struct be_pool *p, struct be_file *f, unsigned nthreads, const char *tname)
 {
-	int ret;
-
 	p->f = f;
 	p->head = NULL;
 	p->tail = &p->head;
@@ -57,7 +55,8 @@ int be_pool_start(struct be_pool *p, struct be_file *f, unsigned nthreads, const
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	for (unsigned i = 0; i < nthreads; i++) {
-		ret = pthread_create(&p->tids[i], NULL, pool_main, p);
+		int ret = pthread_create(&p->tids[i], NULL, pool_main, p);
+
 		if (ret) {
 			be_pool_stop(p);
 			return -ret;
