@@ -25,7 +25,7 @@ static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -87,10 +87,12 @@ static void *hit_thread(void *p)
 static double run_hits(struct bufio_client *c, uint64_t *const *sets, unsigned n, uint64_t iters,
                        int use_read)
 {
-	pthread_barrier_t bar;
-	pthread_barrier_init(&bar, NULL, n);
 	struct hit_arg a[2];
 	pthread_t tid[2];
+	if (n == 0 || n > sizeof(a) / sizeof(a[0]))
+		return 0; /* callers run 1 or 2 threads */
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, n);
 	for (unsigned t = 0; t < n; t++) {
 		a[t] = (struct hit_arg){
 		    .c = c, .blocks = sets[t], .iters = iters, .use_read = use_read, .start = &bar};
@@ -286,7 +288,7 @@ static double direct_read(const char *path, uint64_t size, size_t chunk, const c
 	double t = now_s() - t0;
 	free(buf);
 	close(fd);
-	return size / MIB / t;
+	return (double)size / (double)MIB / t;
 }
 
 /* Cold sequential bufio_read of every block, prefetching @window ahead. */
@@ -328,7 +330,7 @@ static double cache_read(const char *path, uint64_t size, unsigned bs, unsigned 
 	       (unsigned long long)st.hits, (unsigned long long)(sum & 0xff));
 	bufio_client_destroy(c);
 	bufio_backend_close(be);
-	return size / MIB / t;
+	return (double)size / (double)MIB / t;
 }
 
 static void bench_throughput(void)
@@ -346,7 +348,7 @@ static void bench_throughput(void)
 	const char *mode, *engine = "?";
 	int direct = 0;
 	double d1m = direct_read(path, size, MIB, &mode);
-	double d64k = direct_read(path, size, 64 * 1024, &mode);
+	double d64k = direct_read(path, size, (size_t)64 * 1024, &mode);
 	double d4k = direct_read(path, size, 4096, &mode);
 	printf("direct pread %s, 512 MiB sequential: 1 MiB chunks %.0f MB/s, 64 KiB %.0f MB/s, "
 	       "4 KiB %.0f MB/s\n",
@@ -402,11 +404,11 @@ static void per_buffer(const char *what, int64_t delta, uint64_t data, uint64_t 
 {
 	if (delta >= (int64_t)data)
 		printf("  %-22s +%.1f MiB: %.1f B/buffer beyond the block data\n", what,
-		       delta / (double)MIB, (double)(delta - (int64_t)data) / n);
+		       (double)delta / (double)MIB, (double)(delta - (int64_t)data) / (double)n);
 	else
 		printf("  %-22s +%.1f MiB: less than the data, so data lives elsewhere; "
 		       "%.1f B/buffer in total\n",
-		       what, delta / (double)MIB, (double)delta / n);
+		       what, (double)delta / (double)MIB, (double)delta / (double)n);
 }
 
 static void bench_metadata(void)
@@ -435,8 +437,9 @@ static void bench_metadata(void)
 	bufio_get_stats(c, &st);
 	printf("metadata, %llu cached 4 KiB buffers (%llu cached, %.1f MiB of data counted by "
 	       "the core):\n",
-	       (unsigned long long)n, (unsigned long long)(st.buffers_clean + st.buffers_dirty),
-	       (cur1 - cur0) / (double)MIB);
+	       (unsigned long long)n,
+	       (unsigned long long)st.buffers_clean + (unsigned long long)st.buffers_dirty,
+	       (double)(cur1 - cur0) / (double)MIB);
 	per_buffer("malloc (mallinfo2)", (int64_t)(mal1 - mal0), n * bs, n);
 	/* aligned allocations can leave a free fragment beside every block */
 	per_buffer("malloc from the system", (int64_t)(sys1 - sys0), n * bs, n);

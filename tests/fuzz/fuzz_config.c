@@ -122,7 +122,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *text = malloc(size + 1), *words, *argv[MAX_WORDS + 1], err[1024];
 	struct fs_cmdline cl;
 	struct fs_config cfg;
-	unsigned ntunables;
 	int fd, argc, rc;
 
 	CHECK(text);
@@ -149,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_config(&cfg);
 		CHECK(cfg.config_path);
 		/* SIGHUP: the same file again; a failure leaves the tunables as they were. */
-		ntunables = cfg.ntunables;
+		const unsigned ntunables = cfg.ntunables;
 		if (fs_config_reload_tunables(&cfg, NULL, err, sizeof(err)) < 0)
 			CHECK(cfg.ntunables == ntunables);
 		check_config(&cfg);

@@ -105,7 +105,7 @@ void reset_globals(void)
 {
 	ck_assert_int_eq(bufio_set_max_cache_size(256 * MIB), 0);
 	ck_assert_int_eq(bufio_set_max_age(300), 0);
-	ck_assert_int_eq(bufio_set_retain_bytes(256 * 1024), 0);
+	ck_assert_int_eq(bufio_set_retain_bytes((uint64_t)256 * 1024), 0);
 	bufio_inject_alloc_failures(0);
 }
 

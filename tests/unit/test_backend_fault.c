@@ -210,7 +210,7 @@ START_TEST(test_after_and_count)
 {
 	struct bufio_backend *m = be_memory_create(1 * MIB, 512);
 	struct bufio_backend *f = be_fault_create(m, true);
-	int want[] = {0, 0, 0, -EIO, -EIO, 0, 0};
+	const int want[] = {0, 0, 0, -EIO, -EIO, 0, 0};
 
 	be_fault_add_rule(f, &(struct be_fault_rule){
 	                         .ops = OPB(BUFIO_OP_READ), .after = 3, .count = 2, .error = -EIO});
@@ -402,7 +402,8 @@ START_TEST(test_gate)
 	for (int i = 0; i < 6; i++) {
 		int op = i % 3 == 0 ? BUFIO_OP_READ : i % 3 == 1 ? BUFIO_OP_WRITE : BUFIO_OP_FLUSH;
 
-		tio_set(&t[i], &l, i, op, op == BUFIO_OP_FLUSH ? NULL : buf + 4096 * (i + 1),
+		tio_set(&t[i], &l, i, op,
+		        op == BUFIO_OP_FLUSH ? NULL : buf + (size_t)4096 * (i + 1),
 		        (uint64_t)i * 4096, op == BUFIO_OP_FLUSH ? 0 : 4096);
 		t[i].io.next = i < 5 ? &t[i + 1].io : NULL;
 	}
@@ -525,12 +526,14 @@ START_TEST(test_over_file_backend)
 	be_fault_add_rule(f,
 	                  &(struct be_fault_rule){
 	                      .ops = OPB(BUFIO_OP_READ), .start = 0, .end = 4096, .error = -EIO});
-	be_fault_add_rule(f, &(struct be_fault_rule){.start = 4096 * 8, .delay_us = 20000});
-	fill_pattern(buf, 16 * 4096, 0, 4);
+	be_fault_add_rule(f,
+	                  &(struct be_fault_rule){.start = (uint64_t)4096 * 8, .delay_us = 20000});
+	fill_pattern(buf, (size_t)16 * 4096, 0, 4);
 	log_init(&l);
 	be_fault_hold(f, OPB(BUFIO_OP_WRITE));
 	for (int i = 0; i < 16; i++) {
-		tio_set(&t[i], &l, i, BUFIO_OP_WRITE, buf + i * 4096, (uint64_t)i * 4096, 4096);
+		tio_set(&t[i], &l, i, BUFIO_OP_WRITE, buf + (size_t)i * 4096, (uint64_t)i * 4096,
+		        4096);
 		t[i].io.next = i < 15 ? &t[i + 1].io : NULL;
 	}
 	bufio_backend_submit(f, &t[0].io);
@@ -543,11 +546,11 @@ START_TEST(test_over_file_backend)
 	log_wait(&l, 16);
 	for (int i = 0; i < 16; i++)
 		ck_assert_int_eq(l.res[i], 0);
-	memset(buf, 0, 16 * 4096);
+	memset(buf, 0, (size_t)16 * 4096);
 	ck_assert_int_eq(one(f, BUFIO_OP_READ, buf, 0, 4096), -EIO);
-	ck_assert_int_eq(one(f, BUFIO_OP_READ, buf + 4096, 4096, 15 * 4096), 0);
-	fill_pattern(buf + 16 * 4096, 16 * 4096, 0, 4);
-	ck_assert_int_eq(memcmp(buf + 4096, buf + 16 * 4096 + 4096, 15 * 4096), 0);
+	ck_assert_int_eq(one(f, BUFIO_OP_READ, buf + 4096, 4096, (uint64_t)15 * 4096), 0);
+	fill_pattern(buf + (size_t)16 * 4096, (size_t)16 * 4096, 0, 4);
+	ck_assert_int_eq(memcmp(buf + 4096, buf + (size_t)16 * 4096 + 4096, (size_t)15 * 4096), 0);
 	run_chain(f, 100); /* resubmitting callbacks on the reaper, through the fault layer */
 	bufio_backend_close(f);
 	unlink(path);

@@ -371,7 +371,7 @@ START_TEST(test_merge)
 	submit_blocks(be, &w, BUFIO_OP_WRITE, buf, 8, n);
 	ck_assert_uint_eq(w.errors, 0);
 	fd = open(path, O_RDONLY);
-	ck_assert_int_eq(pread(fd, back, n * 4096ull, 8 * 4096), (ssize_t)(n * 4096ull));
+	ck_assert_int_eq(pread(fd, back, n * 4096ull, (off_t)8 * 4096), (ssize_t)(n * 4096ull));
 	close(fd);
 	ck_assert_int_eq(memcmp(buf, back, n * 4096ull), 0);
 
@@ -385,13 +385,13 @@ START_TEST(test_merge)
 	ck_assert_uint_le(read_syscalls() - before, 4);
 
 	/* the file ends inside the run: the blocks before its end still read */
-	ck_assert_int_eq(truncate(path, (8 + 100) * 4096), 0);
+	ck_assert_int_eq(truncate(path, (off_t)(8 + 100) * 4096), 0);
 	memset(back, 0, n * 4096ull);
 	waiter_init(&w);
 	submit_blocks(be, &w, BUFIO_OP_READ, back, 8, n);
 	ck_assert_uint_eq(w.errors, n - 100);
 	ck_assert_int_eq(w.last_err, -EIO);
-	ck_assert_int_eq(memcmp(buf, back, 100 * 4096), 0);
+	ck_assert_int_eq(memcmp(buf, back, (size_t)100 * 4096), 0);
 	bufio_backend_close(be);
 	unlink(path);
 	free(buf);
@@ -719,7 +719,7 @@ struct conc {
 static void conc_worker(void *arg, unsigned idx)
 {
 	struct conc *c = arg;
-	unsigned char *buf = alloc_aligned(4096, 64 * 4096);
+	unsigned char *buf = alloc_aligned(4096, (size_t)64 * 4096);
 	struct bufio_io ios[64];
 	struct waiter w;
 
@@ -731,8 +731,8 @@ static void conc_worker(void *arg, unsigned idx)
 		for (int i = 0; i < 64; i++) {
 			uint64_t blk = idx * 256ull + (uint64_t)round * 64 + (uint64_t)i;
 
-			fill_pattern(buf + i * 4096, 4096, blk, 21);
-			ios[i] = (struct bufio_io){.buf = buf + i * 4096,
+			fill_pattern(buf + (size_t)i * 4096, 4096, blk, 21);
+			ios[i] = (struct bufio_io){.buf = buf + (size_t)i * 4096,
 			                           .offset = blk * 4096,
 			                           .len = 4096,
 			                           .done = waiter_done,
@@ -750,18 +750,19 @@ static void conc_worker(void *arg, unsigned idx)
 START_TEST(test_concurrent_submitters)
 {
 	struct bufio_backend_options o = {.engine = engines[_i], .queue_depth = 8};
-	unsigned char *back = alloc_aligned(4096, 1024 * 4096);
+	unsigned char *back = alloc_aligned(4096, (size_t)1024 * 4096);
 	struct conc c;
 	char path[256];
 
-	temp_file(path, 1024 * 4096);
+	temp_file(path, (uint64_t)1024 * 4096);
 	c.be = bufio_backend_open(path, &o);
 	ck_assert_ptr_nonnull(c.be);
 	run_threads(4, conc_worker, &c);
 	ck_assert_int_eq(bufio_backend_rw_sync(c.be, BUFIO_OP_FLUSH, NULL, 0, 0), 0);
-	ck_assert_int_eq(bufio_backend_rw_sync(c.be, BUFIO_OP_READ, back, 0, 1024 * 4096), 0);
+	ck_assert_int_eq(bufio_backend_rw_sync(c.be, BUFIO_OP_READ, back, 0, (uint64_t)1024 * 4096),
+	                 0);
 	for (unsigned b = 0; b < 1024; b++)
-		ck_assert_msg(check_pattern(back + b * 4096, 4096, b, 21), "block %u", b);
+		ck_assert_msg(check_pattern(back + (size_t)b * 4096, 4096, b, 21), "block %u", b);
 	bufio_backend_close(c.be);
 	unlink(path);
 	free(back);
@@ -772,7 +773,7 @@ END_TEST
 START_TEST(test_mixed_batch)
 {
 	struct bufio_backend_options o = {.engine = engines[_i], .direct = 1};
-	unsigned char *buf = alloc_aligned(4096, 8 * 4096);
+	unsigned char *buf = alloc_aligned(4096, (size_t)8 * 4096);
 	struct bufio_io ios[4];
 	struct waiter w;
 	char path[256];
@@ -784,7 +785,7 @@ START_TEST(test_mixed_batch)
 	waiter_init(&w);
 	for (int i = 0; i < 4; i++) {
 		ios[i] = (struct bufio_io){.next = i < 3 ? &ios[i + 1] : NULL,
-		                           .buf = buf + i * 4096,
+		                           .buf = buf + (size_t)i * 4096,
 		                           .offset = (uint64_t)i * 4096,
 		                           .len = 4096,
 		                           .done = waiter_done,

@@ -57,17 +57,20 @@ END_TEST
 START_TEST(test_roundtrip_and_data)
 {
 	struct bufio_backend *m = be_memory_create(4 * MIB, 4096);
-	unsigned char *buf = alloc_aligned(4096, 64 * 1024);
-	unsigned char *back = alloc_aligned(4096, 64 * 1024);
+	unsigned char *buf = alloc_aligned(4096, (size_t)64 * 1024);
+	unsigned char *back = alloc_aligned(4096, (size_t)64 * 1024);
 
 	ck_assert_uint_eq(bufio_backend_alignment(m), 4096);
-	fill_pattern(buf, 64 * 1024, 7, 1);
-	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_WRITE, buf, 1 * MIB, 64 * 1024), 0);
+	fill_pattern(buf, (size_t)64 * 1024, 7, 1);
+	ck_assert_int_eq(
+	    bufio_backend_rw_sync(m, BUFIO_OP_WRITE, buf, 1 * MIB, (uint64_t)64 * 1024), 0);
 	/* the data really is in the device array */
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 1 * MIB, 64 * 1024, 7, 1));
-	memset(back, 0xaa, 64 * 1024);
-	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, back, 1 * MIB, 64 * 1024), 0);
-	ck_assert(check_pattern(back, 64 * 1024, 7, 1));
+	ck_assert(
+	    check_pattern((unsigned char *)be_memory_data(m) + 1 * MIB, (size_t)64 * 1024, 7, 1));
+	memset(back, 0xaa, (size_t)64 * 1024);
+	ck_assert_int_eq(
+	    bufio_backend_rw_sync(m, BUFIO_OP_READ, back, 1 * MIB, (uint64_t)64 * 1024), 0);
+	ck_assert(check_pattern(back, (size_t)64 * 1024, 7, 1));
 	/* untouched areas read as zeroes */
 	ck_assert_int_eq(bufio_backend_rw_sync(m, BUFIO_OP_READ, back, 0, 4096), 0);
 	for (int i = 0; i < 4096; i++)
@@ -236,8 +239,8 @@ START_TEST(test_callback_resubmits)
 	ck_assert_int_eq(c.calls, 50);
 	be_memory_counts(m, &k);
 	ck_assert_uint_eq(k.ops[BUFIO_OP_WRITE], 50);
-	ck_assert_uint_eq(((unsigned char *)be_memory_data(m))[49 * 512], 0x11);
-	ck_assert_uint_eq(((unsigned char *)be_memory_data(m))[50 * 512], 0);
+	ck_assert_uint_eq(((unsigned char *)be_memory_data(m))[(size_t)49 * 512], 0x11);
+	ck_assert_uint_eq(((unsigned char *)be_memory_data(m))[(size_t)50 * 512], 0);
 	free(buf);
 	bufio_backend_close(m);
 }
@@ -268,7 +271,7 @@ static void par_worker(void *arg, unsigned idx)
 
 START_TEST(test_concurrent_counters)
 {
-	struct par p = {.be = be_memory_create(4 * 500 * 4096ull, 4096)};
+	struct par p = {.be = be_memory_create(4ull * 500 * 4096, 4096)};
 	struct be_counts k;
 
 	run_threads(4, par_worker, &p);

@@ -275,7 +275,7 @@ START_TEST(test_cmdline_basic)
 	struct fs_cmdline cmd;
 	int rc = parse_args(&cmd, "-f", "-o", "max_cache_size_bytes=64M,cache_mode=writethrough",
 	                    "/tmp/img", "/mnt/b", "-o", "readonly,block_size=8K,allow_root,direct",
-	                    "-o", "fsname=a\\,b", NULL);
+	                    "-o", "fsname=a\\,b", (char *)NULL);
 
 	ck_assert_msg(rc == FS_OPTIONS_RUN, "%s", err);
 	ck_assert_ptr_null(cmd.config_path);
@@ -307,7 +307,7 @@ START_TEST(test_cmdline_overrides_config)
 	           "           { name = \"b\"; backing = \"/b\"; writeback_ratio = 6; });\n");
 	rc = parse_args(&cmd, "-o", "max_age_seconds=90,b.dirty_expire_seconds=7", "-c", path, "-o",
 	                "writeback_ratio=9,a.readonly=yes,b.name=bee,kernel_cache", "/mnt/cli",
-	                "-o", "ro", NULL);
+	                "-o", "ro", (char *)NULL);
 	ck_assert_msg(rc == FS_OPTIONS_RUN, "%s", err);
 	ck_assert_ptr_eq(cmd.config_path, path);
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/cli");
@@ -341,11 +341,11 @@ START_TEST(test_fuse_uring)
 	load_fails("fuse_uring = 1;\n", 1, "a string");
 	fs_config_free(&cfg);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO); /* the default */
-	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt", NULL),
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt", (char *)NULL),
 	                 FS_OPTIONS_RUN);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_YES);
 	fs_config_free(&cfg);
-	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=off", "/img", "/mnt", NULL),
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=off", "/img", "/mnt", (char *)NULL),
 	                 FS_OPTIONS_RUN);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO);
 	ck_assert_ptr_null(cfg.fuse_opts); /* not passed on to FUSE */
@@ -373,7 +373,7 @@ START_TEST(test_fuse_workers)
 	ck_assert_uint_eq(cfg.fuse_threads, 0); /* the defaults */
 	ck_assert_uint_eq(cfg.fuse_running, 0);
 	ck_assert_int_eq(
-	    parse_args(&cmd, "-o", "fuse_threads=3,fuse_running=2", "/img", "/mnt", NULL),
+	    parse_args(&cmd, "-o", "fuse_threads=3,fuse_running=2", "/img", "/mnt", (char *)NULL),
 	    FS_OPTIONS_RUN);
 	ck_assert_uint_eq(cfg.fuse_threads, 3);
 	ck_assert_uint_eq(cfg.fuse_running, 2);
@@ -402,42 +402,45 @@ static void args_fail(const char *what, ...)
 
 START_TEST(test_cmdline_errors)
 {
-	args_fail("expected BACKING MOUNTPOINT", "/img", NULL);
-	args_fail("extra arguments", "/img", "/mnt", "/x", NULL);
-	args_fail("unknown option -q", "-q", "/img", "/mnt", NULL);
-	args_fail("unknown option --nope", "--nope", "/img", "/mnt", NULL);
-	args_fail("needs an argument", "/img", "/mnt", "-o", NULL);
+	args_fail("expected BACKING MOUNTPOINT", "/img", (char *)NULL);
+	args_fail("extra arguments", "/img", "/mnt", "/x", (char *)NULL);
+	args_fail("unknown option -q", "-q", "/img", "/mnt", (char *)NULL);
+	args_fail("unknown option --nope", "--nope", "/img", "/mnt", (char *)NULL);
+	args_fail("needs an argument", "/img", "/mnt", "-o", (char *)NULL);
 	args_fail("-o max_age_seconds: invalid value \"soon\": not a number", "-o",
-	          "max_age_seconds=soon", "/img", "/mnt", NULL);
-	args_fail("-o cache_mode: needs a value", "-o", "cache_mode", "/img", "/mnt", NULL);
+	          "max_age_seconds=soon", "/img", "/mnt", (char *)NULL);
+	args_fail("-o cache_mode: needs a value", "-o", "cache_mode", "/img", "/mnt", (char *)NULL);
 	args_fail("-o fuse_uring: invalid value \"maybe\": expected auto, yes or no", "-o",
-	          "fuse_uring=maybe", "/img", "/mnt", NULL);
-	args_fail("-o fuse_uring: needs a value", "-o", "fuse_uring", "/img", "/mnt", NULL);
+	          "fuse_uring=maybe", "/img", "/mnt", (char *)NULL);
+	args_fail("-o fuse_uring: needs a value", "-o", "fuse_uring", "/img", "/mnt", (char *)NULL);
 	args_fail(
 	    "-o fuse_threads: invalid value \"8x\": expected a number of threads from 1 to 64",
-	    "-o", "fuse_threads=8x", "/img", "/mnt", NULL);
+	    "-o", "fuse_threads=8x", "/img", "/mnt", (char *)NULL);
 	args_fail("-o fuse_threads: invalid value \"+8\"", "-o", "fuse_threads=+8", "/img", "/mnt",
-	          NULL);
+	          (char *)NULL);
 	args_fail("-o fuse_running: invalid value \"0\": expected auto or", "-o", "fuse_running=0",
-	          "/img", "/mnt", NULL);
-	args_fail("-o fuse_running: needs a value", "-o", "fuse_running", "/img", "/mnt", NULL);
-	args_fail("hits is read-only", "-o", "hits=4", "/img", "/mnt", NULL);
+	          "/img", "/mnt", (char *)NULL);
+	args_fail("-o fuse_running: needs a value", "-o", "fuse_running", "/img", "/mnt",
+	          (char *)NULL);
+	args_fail("hits is read-only", "-o", "hits=4", "/img", "/mnt", (char *)NULL);
 	args_fail("-o max_cache_size_bytes: invalid value \"99999999999T\": too large", "-o",
-	          "max_cache_size_bytes=99999999999T", "/img", "/mnt", NULL);
-	args_fail("out of range 0..1000", "-o", "disk.writeback_ratio=2000", "/img", "/mnt", NULL);
-	args_fail("unknown device setting", "-o", "disk.bogus=1", "/img", "/mnt", NULL);
+	          "max_cache_size_bytes=99999999999T", "/img", "/mnt", (char *)NULL);
+	args_fail("out of range 0..1000", "-o", "disk.writeback_ratio=2000", "/img", "/mnt",
+	          (char *)NULL);
+	args_fail("unknown device setting", "-o", "disk.bogus=1", "/img", "/mnt", (char *)NULL);
 	args_fail("-o readonly: invalid value \"maybe\"", "-o", "readonly=maybe", "/img", "/mnt",
-	          NULL);
-	args_fail("not a multiple of 512", "-o", "block_size=1000", "/img", "/mnt", NULL);
-	args_fail("cannot read", "-c", "/nonexistent.conf", NULL);
-	args_fail("--demo takes exactly one MOUNTPOINT", "--demo", NULL);
-	args_fail("no device to serve", "-c", "/dev/null", "/mnt", NULL);
+	          (char *)NULL);
+	args_fail("not a multiple of 512", "-o", "block_size=1000", "/img", "/mnt", (char *)NULL);
+	args_fail("cannot read", "-c", "/nonexistent.conf", (char *)NULL);
+	args_fail("--demo takes exactly one MOUNTPOINT", "--demo", (char *)NULL);
+	args_fail("no device to serve", "-c", "/dev/null", "/mnt", (char *)NULL);
 	write_conf("devices = ({ backing = \"/a\"; }, { name = \"b\"; backing = \"/b\"; });\n");
 	args_fail("2 devices are configured: write DEVICE.backing", "-c", path, "-o", "backing=/z",
-	          "/mnt", NULL);
-	args_fail("give only MOUNTPOINT", "-c", path, "/img", "/mnt", NULL);
-	args_fail("duplicate device name \"b\"", "-c", path, "-o", "disk.name=b", "/mnt", NULL);
-	args_fail("no mount point given", "-c", path, NULL);
+	          "/mnt", (char *)NULL);
+	args_fail("give only MOUNTPOINT", "-c", path, "/img", "/mnt", (char *)NULL);
+	args_fail("duplicate device name \"b\"", "-c", path, "-o", "disk.name=b", "/mnt",
+	          (char *)NULL);
+	args_fail("no mount point given", "-c", path, (char *)NULL);
 }
 END_TEST
 
@@ -448,15 +451,16 @@ START_TEST(test_cmdline_modes)
 
 	/* --help and --version print on stdout: keep the test log readable */
 	dup2(null, STDOUT_FILENO);
-	ck_assert_int_eq(parse_args(&cmd, "--help", NULL), FS_OPTIONS_EXIT);
-	ck_assert_int_eq(parse_args(&cmd, "-V", "/a", NULL), FS_OPTIONS_EXIT);
+	ck_assert_int_eq(parse_args(&cmd, "--help", (char *)NULL), FS_OPTIONS_EXIT);
+	ck_assert_int_eq(parse_args(&cmd, "-V", "/a", (char *)NULL), FS_OPTIONS_EXIT);
 	fflush(stdout);
 	dup2(saved, STDOUT_FILENO);
 	close(null);
 	close(saved);
 
-	ck_assert_int_eq(parse_args(&cmd, "--demo", "/mnt/demo", "-o", "cache_mode=none", NULL),
-	                 FS_OPTIONS_RUN);
+	ck_assert_int_eq(
+	    parse_args(&cmd, "--demo", "/mnt/demo", "-o", "cache_mode=none", (char *)NULL),
+	    FS_OPTIONS_RUN);
 	ck_assert(cmd.demo);
 	ck_assert_uint_eq(cfg.ndevs, 1);
 	ck_assert_ptr_null(cfg.devs[0].backing);
@@ -464,13 +468,14 @@ START_TEST(test_cmdline_modes)
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/demo");
 	fs_config_free(&cfg);
 
-	ck_assert_int_eq(parse_args(&cmd, "-d", "/img", "/mnt", NULL), FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-d", "/img", "/mnt", (char *)NULL), FS_OPTIONS_RUN);
 	ck_assert(cfg.debug && cfg.foreground);
 	fs_config_free(&cfg);
 
 	/* a config with only tunables, devices from the command line */
 	write_conf("max_age_seconds = 1;\n");
-	ck_assert_int_eq(parse_args(&cmd, "-c", path, "/img", "/mnt", NULL), FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-c", path, "/img", "/mnt", (char *)NULL),
+	                 FS_OPTIONS_RUN);
 	ck_assert_str_eq(cfg.devs[0].backing, "/img");
 }
 END_TEST
@@ -544,8 +549,8 @@ START_TEST(test_apply_and_reload)
 	    "max_age_seconds = 77;\nwriteback_ratio = 4;\n"
 	    "devices = ({ name = \"a\"; backing = \"/a\"; dirty_expire_seconds = 11; },\n"
 	    "           { name = \"b\"; backing = \"/b\"; cache_mode = \"writethrough\"; });\n");
-	ck_assert_int_eq(parse_args(&cmd, "-c", path, "-o", "b.writeback_ratio=8", "/mnt", NULL),
-	                 0);
+	ck_assert_int_eq(
+	    parse_args(&cmd, "-c", path, "-o", "b.writeback_ratio=8", "/mnt", (char *)NULL), 0);
 	ck_assert_msg(fs_config_apply(&cfg, devs, 2, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_uint_eq(current("max_age_seconds", NULL), 77);
 	ck_assert_uint_eq(current("writeback_ratio", devs[0]), 4);

@@ -80,7 +80,7 @@ START_TEST(test_big_block_roundtrip)
 	unsigned char *d = be_memory_data(m);
 	ck_assert(check_pattern(d + bs, bs, 1, 6));
 	ck_assert(check_pattern(d, bs, 0, 5));
-	ck_assert(check_pattern(d + 2 * bs, bs, 2, 5));
+	ck_assert(check_pattern(d + (size_t)2 * bs, bs, 2, 5));
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }
@@ -184,7 +184,7 @@ START_TEST(test_sector_offset)
 	reset_globals();
 	const unsigned bs = 4096;
 	/* A pattern per 512-byte sector so that any shift shows. */
-	struct bufio_backend *m = mem_with_pattern(64 * 8, 512, 512, 9);
+	struct bufio_backend *m = mem_with_pattern((uint64_t)64 * 8, 512, 512, 9);
 	unsigned char *d = be_memory_data(m);
 	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
 	ck_assert_ptr_nonnull(c);
@@ -197,7 +197,7 @@ START_TEST(test_sector_offset)
 	unsigned char *p = bufio_read(c, 0, &b);
 	ck_assert_ptr_nonnull(p);
 	for (unsigned s = 0; s < 8; s++)
-		ck_assert_msg(check_pattern(p + s * 512, 512, 3 + s, 9),
+		ck_assert_msg(check_pattern(p + (size_t)s * 512, 512, 3 + s, 9),
 		              "block 0 sector %u is not backend sector %u", s, 3 + s);
 	bufio_release(b);
 	p = bufio_read(c, 62, &b);
@@ -211,7 +211,7 @@ START_TEST(test_sector_offset)
 	ck_assert_ptr_null(bufio_read(c, 63, &b));
 	ck_assert_int_eq(errno, ERANGE);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	uint64_t off = 62ull * bs + 3 * 512;
+	uint64_t off = 62ull * bs + 3ull * 512;
 	for (unsigned i = 0; i < bs; i++)
 		ck_assert_uint_eq(d[off + i], 0x5a);
 	ck_assert(check_pattern(d + off - 512, 512, 62 * 8 + 2, 9));
@@ -292,7 +292,7 @@ START_TEST(test_callbacks)
 	ck_assert_int_eq(write_calls, 1);
 	ck_assert_uint_eq(write_last_block, 9);
 	uint64_t stamp;
-	memcpy(&stamp, d + 9 * bs, sizeof(stamp));
+	memcpy(&stamp, d + (size_t)9 * bs, sizeof(stamp));
 	ck_assert_uint_eq(stamp, 0xC0FFEE00ull + 9);
 	for (unsigned i = sizeof(stamp); i < bs; i++)
 		ck_assert_uint_eq(d[9 * bs + i], 0x77);
@@ -378,7 +378,7 @@ START_TEST(test_read_get_new)
 	ck_assert_uint_eq(mem_ops(m, BUFIO_OP_WRITE), 0);
 
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 4 * bs, bs, 4, 99));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)4 * bs, bs, 4, 99));
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }
@@ -507,7 +507,7 @@ START_TEST(test_setters)
 	ck_assert_int_eq(bufio_set_max_age(300), 0);
 	ck_assert_int_eq(bufio_set_retain_bytes(12345), 0);
 	ck_assert_uint_eq(bufio_get_retain_bytes(), 12345);
-	ck_assert_int_eq(bufio_set_retain_bytes(256 * 1024), 0);
+	ck_assert_int_eq(bufio_set_retain_bytes((uint64_t)256 * 1024), 0);
 	ck_assert_int_eq(bufio_set_max_cache_size(3 * MIB), 0);
 	ck_assert_uint_eq(bufio_get_max_cache_size(), 3 * MIB);
 	ck_assert_uint_eq(bufio_get_effective_cache_size(), 3 * MIB);

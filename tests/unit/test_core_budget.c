@@ -66,21 +66,21 @@ START_TEST(test_lowering_budget_evicts)
 	struct bufio_client *c = lazy_client(m, BS);
 	uint64_t base = bufio_get_current_allocated();
 	read_range(c, 0, 512, 1);
-	ck_assert_uint_ge(bufio_get_current_allocated(), base + 512 * BS);
+	ck_assert_uint_ge(bufio_get_current_allocated(), base + (uint64_t)512 * BS);
 	ck_assert_uint_eq(stats(c).evict_budget, 0);
 	ck_assert_uint_eq(cached(c), 512);
 
-	ck_assert_int_eq(bufio_set_max_cache_size(512 * 1024), 0);
-	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= 512 * 1024, 10),
+	ck_assert_int_eq(bufio_set_max_cache_size((uint64_t)512 * 1024), 0);
+	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= (uint64_t)512 * 1024, 10),
 	              "still %llu bytes allocated over a 512 KiB budget",
 	              (unsigned long long)bufio_get_current_allocated());
 	struct bufio_stats st = stats(c);
 	ck_assert_uint_ge(st.evict_budget, 512 - 128);
-	ck_assert_uint_le(st.bytes_cached, 512 * 1024);
+	ck_assert_uint_le(st.bytes_cached, (uint64_t)512 * 1024);
 	ck_assert_uint_ge(cached(c), 8);
 	/* what remains and what was evicted still reads right */
 	read_range(c, 0, 512, 1);
-	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= 512 * 1024, 10));
+	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= (uint64_t)512 * 1024, 10));
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 	reset_globals();
@@ -91,14 +91,14 @@ START_TEST(test_budget_writes_back_dirty)
 {
 	/* over budget with dirty data: it is written, not lost */
 	reset_globals();
-	struct bufio_backend *m = be_memory_create(1024 * BS, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)1024 * BS, 512);
 	/* one clean buffer: no ratio write-back */
 	struct bufio_client *c = quiet_client(m, BS);
 	for (uint64_t i = 0; i < 256; i++)
 		dirty_block(c, i, 2);
 	ck_assert_uint_eq(stats(c).buffers_dirty, 256);
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * 1024), 0);
-	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= 256 * 1024, 10),
+	ck_assert_int_eq(bufio_set_max_cache_size((uint64_t)256 * 1024), 0);
+	ck_assert_msg(WAIT_UNTIL(bufio_get_current_allocated() <= (uint64_t)256 * 1024, 10),
 	              "still %llu bytes allocated over a 256 KiB budget",
 	              (unsigned long long)bufio_get_current_allocated());
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
@@ -122,11 +122,11 @@ START_TEST(test_budget_while_reading)
 {
 	/* streaming through a small budget stays near it */
 	reset_globals();
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * 1024), 0);
+	ck_assert_int_eq(bufio_set_max_cache_size((uint64_t)256 * 1024), 0);
 	struct bufio_backend *m = mem_with_pattern(2048, BS, 512, 3);
 	struct bufio_client *c = lazy_client(m, BS);
 	read_range(c, 0, 2048, 3);
-	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= 256 * 1024, 10));
+	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= (uint64_t)256 * 1024, 10));
 	/* evicted, or reused in place for the next block */
 	ck_assert_uint_ge(stats(c).evict_budget + stats(c).evict_reuse, 2048 - 64);
 	bufio_client_destroy(c);
@@ -145,11 +145,11 @@ START_TEST(test_peak)
 	ck_assert_uint_eq(bufio_get_peak_allocated(), cur0);
 	read_range(c, 0, 256, 4);
 	uint64_t cur1 = bufio_get_current_allocated();
-	ck_assert_uint_ge(cur1, cur0 + 256 * BS);
+	ck_assert_uint_ge(cur1, cur0 + (uint64_t)256 * BS);
 	ck_assert_uint_ge(bufio_get_peak_allocated(), cur1);
 	bufio_forget_buffers(c, 0, 256);
 	uint64_t cur2 = bufio_get_current_allocated();
-	ck_assert_uint_le(cur2, cur1 - 200 * BS);
+	ck_assert_uint_le(cur2, cur1 - (uint64_t)200 * BS);
 	ck_assert_uint_ge(bufio_get_peak_allocated(), cur1);
 	bufio_reset_peak_allocated();
 	ck_assert_uint_eq(bufio_get_peak_allocated(), bufio_get_current_allocated());
@@ -215,7 +215,7 @@ START_TEST(test_clock_keeps_hot_blocks)
 	const uint64_t hot = 64, cold_per_round = 32, rounds = 16;
 	struct bufio_backend *m = mem_with_pattern(hot + cold_per_round * rounds + 8, BS, 512, 6);
 	struct bufio_client *c = lazy_client(m, BS);
-	ck_assert_int_eq(bufio_set_max_cache_size(128 * BS), 0);
+	ck_assert_int_eq(bufio_set_max_cache_size((uint64_t)128 * BS), 0);
 	uint64_t next_cold = hot;
 	for (uint64_t r = 0; r < rounds; r++) {
 		read_range(c, 0, hot, 6);
@@ -224,7 +224,7 @@ START_TEST(test_clock_keeps_hot_blocks)
 		next_cold += cold_per_round;
 		bufio_run_cleanup();
 	}
-	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= 128 * BS, 10));
+	ck_assert(WAIT_UNTIL(bufio_get_current_allocated() <= (uint64_t)128 * BS, 10));
 	uint64_t hot_cached = 0, old_cold_cached = 0;
 	for (uint64_t i = 0; i < hot; i++)
 		hot_cached += is_cached(c, i);
@@ -251,7 +251,7 @@ START_TEST(test_budget_shared_by_clients)
 	struct bufio_backend *m1 = mem_with_pattern(512, BS, 512, 7),
 	                     *m2 = mem_with_pattern(512, BS, 512, 8);
 	struct bufio_client *c1 = lazy_client(m1, BS), *c2 = lazy_client(m2, BS);
-	const uint64_t budget = 128 * BS;
+	const uint64_t budget = (uint64_t)128 * BS;
 	ck_assert_int_eq(bufio_set_max_cache_size(budget), 0);
 	bufio_run_cleanup();
 	uint64_t base = bufio_get_current_allocated();
@@ -289,7 +289,7 @@ START_TEST(test_age_eviction)
 	reset_globals();
 	struct bufio_backend *m = mem_with_pattern(256, BS, 512, 9);
 	struct bufio_client *c = lazy_client(m, BS);
-	ck_assert_int_eq(bufio_set_retain_bytes(16 * BS), 0);
+	ck_assert_int_eq(bufio_set_retain_bytes((uint64_t)16 * BS), 0);
 	/* 3 s, not 1: under TSan on a busy CI machine reading 64 blocks took
 	 * over a second once, and the first ones had aged out (34 left). */
 	ck_assert_int_eq(bufio_set_max_age(3), 0);
@@ -303,7 +303,7 @@ START_TEST(test_age_eviction)
 	read_range(c, 50, 4, 9); /* used again: young */
 	bufio_run_cleanup();
 	struct bufio_stats st = stats(c);
-	ck_assert_msg(st.bytes_cached >= 16 * BS && st.bytes_cached <= 20 * BS,
+	ck_assert_msg(st.bytes_cached >= (uint64_t)16 * BS && st.bytes_cached <= (uint64_t)20 * BS,
 	              "%llu bytes cached after the age pass, retain_bytes %u",
 	              (unsigned long long)st.bytes_cached, 16 * BS);
 	ck_assert_uint_ge(st.evict_age, 44);
@@ -321,7 +321,7 @@ START_TEST(test_age_keeps_dirty)
 {
 	/* the age pass frees clean buffers; dirty data is never dropped */
 	reset_globals();
-	struct bufio_backend *m = be_memory_create(256 * BS, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)256 * BS, 512);
 	struct bufio_client *c = lazy_client(m, BS);
 	ck_assert_int_eq(bufio_set_retain_bytes(0), 0);
 	ck_assert_int_eq(bufio_set_max_age(1), 0);
@@ -353,9 +353,9 @@ START_TEST(test_shrink)
 	for (uint64_t i = 210; i < 218; i++)
 		dirty_block(c, i, 12);
 	/* up to the bytes asked */
-	uint64_t freed1 = bufio_shrink(4 * BS);
+	uint64_t freed1 = bufio_shrink((uint64_t)4 * BS);
 	ck_assert_uint_gt(freed1, 0);
-	ck_assert_uint_le(freed1, 4 * BS);
+	ck_assert_uint_le(freed1, (uint64_t)4 * BS);
 	ck_assert_uint_eq(freed1 % BS, 0);
 	ck_assert_uint_eq(stats(c).evict_pressure, freed1 / BS);
 
@@ -390,7 +390,7 @@ START_TEST(test_pressure_source)
 	ck_assert_msg(!strcmp(src, "cgroup") || !strcmp(src, "system") || !strcmp(src, "none"),
 	              "pressure source \"%s\"", src);
 	/* a client exists now, so the watcher is set up: same answer kind */
-	struct bufio_backend *m = be_memory_create(64 * BS, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)64 * BS, 512);
 	struct bufio_client *c = lazy_client(m, BS);
 	src = bufio_pressure_source();
 	ck_assert_msg(!strcmp(src, "cgroup") || !strcmp(src, "system") || !strcmp(src, "none"),

@@ -169,7 +169,7 @@ START_TEST(test_write_dirty_one_batch)
 	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
 	be_memory_counts(m, &k1);
 	ck_assert_uint_eq(k1.ops[BUFIO_OP_WRITE], 64);
-	ck_assert_uint_eq(k1.bytes[BUFIO_OP_WRITE], 64 * bs);
+	ck_assert_uint_eq(k1.bytes[BUFIO_OP_WRITE], (uint64_t)64 * bs);
 	ck_assert_msg(k1.batches - k0.batches == 1, "64 writes went out in %llu batches",
 	              (unsigned long long)(k1.batches - k0.batches));
 	/* async is not a flush */
@@ -219,7 +219,7 @@ START_TEST(test_write_dirty_waits_and_flushes)
 	ck_assert_uint_eq(st.buffers_writing, 0);
 	ck_assert_uint_eq(st.buffers_clean, 16 + 1);
 	ck_assert_uint_eq(st.writes, 16);
-	ck_assert_uint_eq(st.write_bytes, 16 * bs);
+	ck_assert_uint_eq(st.write_bytes, (uint64_t)16 * bs);
 	ck_assert_uint_ge(st.flushes, 1);
 	bufio_client_destroy(c);
 	bufio_backend_close(f);
@@ -259,10 +259,10 @@ START_TEST(test_write_buffer)
 	ck_assert_int_eq(bufio_write_buffer(b), -ENOSPC);
 	ck_assert_uint_eq(stats(c).buffers_dirty, 1);
 	ck_assert_uint_ge(stats(c).write_errors, 1);
-	ck_assert_uint_ne(d[2 * bs], 0xdd);
+	ck_assert_uint_ne(d[(size_t)2 * bs], 0xdd);
 	be_fault_clear_rules(f);
 	ck_assert_int_eq(bufio_write_buffer(b), 0);
-	ck_assert_uint_eq(d[2 * bs], 0xdd);
+	ck_assert_uint_eq(d[(size_t)2 * bs], 0xdd);
 	ck_assert_uint_eq(stats(c).buffers_dirty, 0);
 	bufio_release(b);
 	bufio_client_destroy(c);
@@ -295,8 +295,8 @@ START_TEST(test_mark_many)
 	ck_assert_uint_eq(stats(c).buffers_dirty, 0);
 	unsigned char *d = be_memory_data(m);
 	for (unsigned i = 0; i < 16; i++)
-		ck_assert(check_pattern(d + (20 + i) * bs, bs, 20 + i, 9));
-	ck_assert(check_pattern(d + 36 * bs, bs, 36, 1));
+		ck_assert(check_pattern(d + (size_t)(20 + i) * bs, bs, 20 + i, 9));
+	ck_assert(check_pattern(d + (size_t)36 * bs, bs, 36, 1));
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }
@@ -342,9 +342,9 @@ START_TEST(test_new_adopt)
 
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	unsigned char *d = be_memory_data(m);
-	ck_assert(check_pattern(d + 5 * bs, bs, 5, 7));
-	ck_assert(check_pattern(d + 9 * bs, bs, 9, 7));
-	ck_assert(check_pattern(d + 6 * bs, bs, 6, 1));
+	ck_assert(check_pattern(d + (size_t)5 * bs, bs, 5, 7));
+	ck_assert(check_pattern(d + (size_t)9 * bs, bs, 9, 7));
+	ck_assert(check_pattern(d + (size_t)6 * bs, bs, 6, 1));
 	bufio_free_block_data(c, mem);
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
@@ -362,7 +362,7 @@ START_TEST(test_new_adopt_over_budget)
 	const unsigned bs = 4096;
 	struct bufio_backend *m = mem_with_pattern(256, bs, 512, 1);
 	struct bufio_client *c = quiet_client(m, bs);
-	ck_assert_int_eq(bufio_set_max_cache_size(32 * (bs + 512)), 0);
+	ck_assert_int_eq(bufio_set_max_cache_size((uint64_t)32 * (bs + 512)), 0);
 	void *mem = bufio_alloc_block_data(c);
 	ck_assert_ptr_nonnull(mem);
 	for (unsigned i = 0; i < 256; i++) {
@@ -382,7 +382,7 @@ START_TEST(test_new_adopt_over_budget)
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	unsigned char *d = be_memory_data(m);
 	for (unsigned i = 0; i < 256; i++)
-		ck_assert(check_pattern(d + i * bs, bs, i, 3));
+		ck_assert(check_pattern(d + (size_t)i * bs, bs, i, 3));
 	bufio_free_block_data(c, mem);
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
@@ -446,7 +446,7 @@ START_TEST(test_writeback_ratio_background)
 {
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = be_memory_create(1024 * bs, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)1024 * bs, 512);
 	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_uint_eq(bufio_get_writeback_ratio(c), 3);
@@ -496,7 +496,7 @@ START_TEST(test_writeback_ratio_zero)
 	/* ratio 0: anything dirty is written back soon, without a call */
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = be_memory_create(64 * bs, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)64 * bs, 512);
 	struct bufio_client *c = bufio_client_create(m, bs, 1, 0, NULL, NULL);
 	ck_assert_int_eq(bufio_set_writeback_ratio(c, 0), 0);
 	ck_assert_int_eq(bufio_set_dirty_expire(c, 0), 0);
@@ -518,7 +518,7 @@ START_TEST(test_dirty_expire)
 {
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = be_memory_create(64 * bs, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)64 * bs, 512);
 	struct bufio_client *c = quiet_client(m, bs);
 	ck_assert_int_eq(bufio_set_dirty_expire(c, 1), 0);
 	dirty_block(c, 5, 5);
@@ -526,7 +526,7 @@ START_TEST(test_dirty_expire)
 	usleep(200 * 1000);
 	bufio_run_cleanup();
 	ck_assert(WAIT_UNTIL(stats(c).buffers_dirty == 0 && stats(c).buffers_writing == 0, 10));
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 5 * bs, bs, 5, 5));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)5 * bs, bs, 5, 5));
 	/* still cached, clean */
 	struct bufio_buffer *b;
 	ck_assert_ptr_nonnull(bufio_get(c, 5, &b));
@@ -584,9 +584,9 @@ START_TEST(test_release_move)
 	ck_assert_ptr_null(bufio_get(c, 3, &b));
 
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern(d + 10 * bs, bs, 2, 1));
-	ck_assert(check_pattern(d + 20 * bs, bs, 3, 9));
-	ck_assert(check_pattern(d + 2 * bs, bs, 2, 1));
+	ck_assert(check_pattern(d + (size_t)10 * bs, bs, 2, 1));
+	ck_assert(check_pattern(d + (size_t)20 * bs, bs, 3, 9));
+	ck_assert(check_pattern(d + (size_t)2 * bs, bs, 2, 1));
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }
@@ -606,8 +606,8 @@ START_TEST(test_release_move_dirty_leaves_old_block)
 	struct bufio_client *c = quiet_client(m, bs);
 	move_new_dirty(c, 3, 20, 9);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern(d + 20 * bs, bs, 3, 9));
-	ck_assert_msg(check_pattern(d + 3 * bs, bs, 3, 1),
+	ck_assert(check_pattern(d + (size_t)20 * bs, bs, 3, 9));
+	ck_assert_msg(check_pattern(d + (size_t)3 * bs, bs, 3, 1),
 	              "release_move wrote the moved data to the old block too");
 	struct bufio_buffer *b;
 	unsigned char *p = bufio_read(c, 3, &b);
@@ -650,7 +650,7 @@ START_TEST(test_release_move_waits_for_read)
 	ck_assert(check_pattern(p, bs, 1, 6));
 	bufio_release(b);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 30 * bs, bs, 1, 6));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)30 * bs, bs, 1, 6));
 	bufio_client_destroy(c);
 	bufio_backend_close(f);
 	bufio_backend_close(m);
@@ -663,7 +663,7 @@ START_TEST(test_destroy_writes_back)
 {
 	reset_globals();
 	const unsigned bs = 4096;
-	struct bufio_backend *m = be_memory_create(64 * bs, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)64 * bs, 512);
 	struct bufio_client *c = quiet_client(m, bs);
 	for (uint64_t i = 0; i < 10; i++)
 		dirty_block(c, i * 5, 11);

@@ -296,7 +296,7 @@ START_TEST(test_issue_discard)
 	struct be_counts k;
 	be_fault_counts(flt, &k);
 	ck_assert_uint_eq(k.ops[BUFIO_OP_DISCARD], 1);
-	ck_assert_uint_eq(k.bytes[BUFIO_OP_DISCARD], 3 * BS);
+	ck_assert_uint_eq(k.bytes[BUFIO_OP_DISCARD], (uint64_t)3 * BS);
 
 	/* range checks: nothing reaches the backend */
 	ck_assert_int_eq(bufio_issue_discard(cl, 255, 2), -ERANGE);
@@ -314,11 +314,11 @@ END_TEST
 
 START_TEST(test_discard_unsupported)
 {
-	struct bufio_backend *m = be_memory_create(64 * BS, 512);
+	struct bufio_backend *m = be_memory_create((uint64_t)64 * BS, 512);
 	m->flags &= ~BUFIO_BE_DISCARD; /* a device without discard */
 	struct bufio_client *c = bufio_client_create(m, BS, 1, 0, NULL, NULL);
 	ck_assert_ptr_nonnull(c);
-	memset(be_memory_data(m), 0x33, 64 * BS);
+	memset(be_memory_data(m), 0x33, (size_t)64 * BS);
 	ck_assert_int_eq(bufio_issue_discard(c, 0, 4), -EOPNOTSUPP);
 	ck_assert_uint_eq(((unsigned char *)be_memory_data(m))[0], 0x33);
 	struct be_counts k;

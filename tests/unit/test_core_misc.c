@@ -80,7 +80,7 @@ START_TEST(test_held_dirty_survives)
 	ck_assert(check_pattern(p, BS, 5, 2));
 	bufio_release(b);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 5 * BS, BS, 5, 2));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)5 * BS, BS, 5, 2));
 	bufio_client_destroy(c);
 	bufio_backend_close(m);
 }
@@ -172,7 +172,7 @@ START_TEST(test_writing_not_evicted_or_forgotten)
 	be_fault_release(f);
 	pthread_join(tid, NULL);
 	ck_assert_uint_eq(stats(c).buffers_writing, 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 7 * BS, BS, 7, 5));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)7 * BS, BS, 7, 5));
 	ck_assert(!is_cached(c, 7));
 	struct bufio_buffer *b;
 	void *p = bufio_read(c, 7, &b);
@@ -246,7 +246,7 @@ START_TEST(test_forget)
 	struct be_counts k;
 	be_memory_counts(m, &k);
 	ck_assert_uint_eq(k.ops[BUFIO_OP_WRITE], 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 20 * BS, BS, 20, 6));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)20 * BS, BS, 20, 6));
 	/* reads come from the backend again */
 	read_range(c, 0, 22, 6);
 	bufio_client_destroy(c);
@@ -274,7 +274,7 @@ START_TEST(test_drop_clean)
 	ck_assert(is_cached(c, 50));
 	bufio_release(held);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 40 * BS, BS, 40, 9));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)40 * BS, BS, 40, 9));
 	bufio_drop_clean(c);
 	ck_assert_uint_eq(stats(c).bytes_cached, 0);
 	bufio_client_destroy(c);
@@ -321,7 +321,7 @@ START_TEST(test_stats)
 	ck_assert_uint_eq(st.reads, 1);
 	ck_assert_uint_eq(st.buffers_clean, 1);
 	ck_assert_uint_eq(st.buffers_dirty, 1);
-	ck_assert_uint_eq(st.bytes_cached, 2 * BS);
+	ck_assert_uint_eq(st.bytes_cached, (uint64_t)2 * BS);
 	ck_assert_uint_eq(st.writes, 0);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
 	bufio_prefetch(c, 10, 2);
@@ -379,7 +379,7 @@ START_TEST(test_global_stats)
 	ck_assert_uint_eq(g.buffers_dirty - g0.buffers_dirty, 1);
 	ck_assert_uint_eq(g.buffers_held - g0.buffers_held, 1);
 	ck_assert_uint_eq(g.bytes_cached - g0.bytes_cached, s1.bytes_cached + s2.bytes_cached);
-	ck_assert_uint_eq(g.bytes_cached - g0.bytes_cached, 16 * BS);
+	ck_assert_uint_eq(g.bytes_cached - g0.bytes_cached, (uint64_t)16 * BS);
 	bufio_release(held);
 	bufio_client_destroy(c1);
 	bufio_get_global_stats(&g);
@@ -408,7 +408,7 @@ START_TEST(test_destroy_with_held_buffer)
 	bufio_client_destroy(c);
 	ck_assert_uint_eq(bufio_leaked_buffers(), before + 1);
 	/* the dirty block was still written back */
-	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + 9 * BS, BS, 9, 14));
+	ck_assert(check_pattern((unsigned char *)be_memory_data(m) + (size_t)9 * BS, BS, 9, 14));
 	/* and the holder's memory was not freed under it */
 	ck_assert(check_pattern(leaked_data, BS, 4, 13));
 	bufio_backend_close(m);

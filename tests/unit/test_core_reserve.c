@@ -75,7 +75,8 @@ START_TEST(test_reserve_one_thread)
 	for (uint64_t i = 0; i < 10; i++)
 		read_check_release(c, i);
 	ck_assert_int_eq(bufio_write_dirty_buffers(c), 0);
-	ck_assert(check_pattern((unsigned char *)be_memory_data(mem) + 100 * BS, BS, 100, 2));
+	ck_assert(
+	    check_pattern((unsigned char *)be_memory_data(mem) + (size_t)100 * BS, BS, 100, 2));
 	bufio_client_destroy(c);
 }
 END_TEST

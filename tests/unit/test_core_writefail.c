@@ -163,7 +163,7 @@ START_TEST(test_attempt_is_a_batch)
 	ck_assert_uint_eq(events(BUFIO_EV_WRITE_FAILED), 1);
 	struct bufio_event e = last_event(BUFIO_EV_WRITE_FAILED);
 	ck_assert_int_eq(e.error, -EIO);
-	ck_assert_uint_lt(e.offset, 16 * BS);
+	ck_assert_uint_lt(e.offset, (uint64_t)16 * BS);
 	ck_assert_uint_eq(e.failures, 1);
 	ck_assert_uint_eq(e.retry_seconds, 1);
 	/* the next one doubles the backoff */
@@ -174,14 +174,16 @@ START_TEST(test_attempt_is_a_batch)
 
 	/* a batch with one failing write among good ones still failed */
 	be_fault_clear_rules(flt);
-	struct be_fault_rule r = {
-	    .ops = 1u << BUFIO_OP_WRITE, .start = 5 * BS, .end = 6 * BS, .error = -ENOSPC};
+	struct be_fault_rule r = {.ops = 1u << BUFIO_OP_WRITE,
+	                          .start = (uint64_t)5 * BS,
+	                          .end = (uint64_t)6 * BS,
+	                          .error = -ENOSPC};
 	ck_assert_int_ge(be_fault_add_rule(flt, &r), 0);
 	ck_assert_int_eq(bufio_write_dirty_buffers(cl), -ENOSPC);
 	ck_assert_uint_eq(failures(), 3);
 	e = last_event(BUFIO_EV_WRITE_FAILED);
 	ck_assert_int_eq(e.error, -ENOSPC);
-	ck_assert_uint_eq(e.offset, 5 * BS);
+	ck_assert_uint_eq(e.offset, (uint64_t)5 * BS);
 	ck_assert_uint_eq(stats(cl).buffers_dirty, 1);
 	ck_assert(on_disk(4, 2));
 	ck_assert(on_disk(5, 1));
@@ -356,7 +358,7 @@ END_TEST
 START_TEST(test_no_hot_loop_over_budget)
 {
 	fail_writes(-EIO);
-	ck_assert_int_eq(bufio_set_max_cache_size(256 * 1024), 0);
+	ck_assert_int_eq(bufio_set_max_cache_size((uint64_t)256 * 1024), 0);
 	for (uint64_t i = 0; i < 128; i++)
 		dirty_block(cl, i, 2);
 	bufio_run_cleanup();
@@ -365,7 +367,8 @@ START_TEST(test_no_hot_loop_over_budget)
 	sleep(2);
 	uint64_t during = backend_writes() - before;
 	/* A backoff allows a pass or two here (128 writes each), never thousands. */
-	ck_assert_msg(during <= 2 * 128, "%llu failing writes in 2 s: write-back retries in a loop",
+	ck_assert_msg(during <= (uint64_t)2 * 128,
+	              "%llu failing writes in 2 s: write-back retries in a loop",
 	              (unsigned long long)during);
 	ck_assert_uint_eq(stats(cl).buffers_dirty, 128);
 	be_fault_clear_rules(flt);

@@ -259,14 +259,14 @@ START_TEST(test_registry_shape)
 	ck_assert_ptr_null(ctl_find(CTL_GLOBAL, "cache_mode"));
 	ck_assert_ptr_null(ctl_find(CTL_DEVICE, "metrics"));
 	/* one file per statistic, named like the struct bufio_stats fields */
-	static const char *const stats[] = {
+	static const char *const stat_files[] = {
 	    "hits",          "misses",          "reads",           "read_bytes",   "writes",
 	    "write_bytes",   "writebacks",      "flushes",         "discards",     "prefetches",
 	    "read_errors",   "write_errors",    "evict_budget",    "evict_age",    "evict_pressure",
 	    "evict_forget",  "evict_reuse",     "alloc_failures",  "reserve_used", "buffers_clean",
 	    "buffers_dirty", "buffers_reading", "buffers_writing", "buffers_held", "bytes_cached"};
-	for (unsigned i = 0; i < sizeof(stats) / sizeof(stats[0]); i++)
-		ck_assert_ptr_null(D(stats[i])->set);
+	for (unsigned i = 0; i < sizeof(stat_files) / sizeof(stat_files[0]); i++)
+		ck_assert_ptr_null(D(stat_files[i])->set);
 }
 END_TEST
 
@@ -474,7 +474,7 @@ START_TEST(test_stats_and_actions)
 	ck_assert_str_eq(read_str(D("buffers_dirty"), d), "1\n");
 	ck_assert_int_eq(write_str(D("flush"), d, "1"), 0);
 	ck_assert_str_eq(read_str(D("buffers_dirty"), d), "0\n");
-	ck_assert_int_eq(((char *)be_memory_data(d->be))[2 * BLOCK], 'x');
+	ck_assert_int_eq(((char *)be_memory_data(d->be))[(size_t)2 * BLOCK], 'x');
 	dev_destroy(d);
 }
 END_TEST
@@ -491,7 +491,7 @@ START_TEST(test_global_totals)
 	ck_assert_str_eq(read_str(G("buffers_dirty"), NULL), "3\n");
 	ck_assert_str_eq(read_str(G("buffers_held"), NULL), "0\n");
 	ck_assert_uint_ge(strtoull(read_str(G("current_allocated_bytes"), NULL), NULL, 10),
-	                  3 * BLOCK);
+	                  (unsigned long long)3 * BLOCK);
 	ck_assert_uint_gt(strtoull(read_str(G("effective_cache_size_bytes"), NULL), NULL, 10), 0);
 	const char *src = read_str(G("pressure_source"), NULL);
 	ck_assert_msg(!strcmp(src, "cgroup\n") || !strcmp(src, "system\n") ||

@@ -121,7 +121,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 	unsigned bs = s->bs;
 	switch (op) {
 	case 0: /* read */
-		if ((p = read_verify(s, blk, &b, "read")))
+		if (read_verify(s, blk, &b, "read"))
 			bufio_release(b);
 		break;
 	case 1: /* get: only from the cache */
@@ -184,7 +184,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 		if (make_clean(s, blk))
 			break;
 		bufio_forget(s->c, blk);
-		if ((p = read_verify(s, blk, &b, "after forget")))
+		if (read_verify(s, blk, &b, "after forget"))
 			bufio_release(b);
 		break;
 	case 6: { /* forget a dirty block: its new data may be dropped */
@@ -214,7 +214,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 		} else {
 			if (!memcmp(p, after, bs))
 				memcpy(shadow_of(s, blk), after, bs);
-			else if (memcmp(p, before, bs))
+			else if (memcmp(p, before, bs) != 0)
 				bad(s, "forgotten dirty block %llu reads neither old nor new",
 				    (unsigned long long)blk);
 			bufio_release(b);
@@ -224,7 +224,7 @@ static void op_locked(struct stress *s, unsigned op, uint64_t blk, uint64_t *rs)
 		break;
 	}
 	case 13: /* write one buffer now */
-		if ((p = read_verify(s, blk, &b, "write_buffer"))) {
+		if (read_verify(s, blk, &b, "write_buffer")) {
 			int r = bufio_write_buffer(b);
 			if (r)
 				bad(s, "write_buffer of block %llu: %s", (unsigned long long)blk,
@@ -324,7 +324,7 @@ static void stress_thread(void *arg, unsigned idx)
 					bad(s, "read of block %llu after a move: %s",
 					    (unsigned long long)to, strerror(errno));
 				} else {
-					if (memcmp(p, shadow_of(s, to), s->bs))
+					if (memcmp(p, shadow_of(s, to), s->bs) != 0)
 						bad(s,
 						    "block %llu moved to %llu reads %s, not the "
 						    "moved data",

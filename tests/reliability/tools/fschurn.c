@@ -183,7 +183,7 @@ static bool durable_op(void)
 {
 	uint64_t size = 1 + rnd_below(&R.rnd, rnd_below(&R.rnd, 4) ? 16 << 10 : MAXFILE);
 	uint64_t seed = rnd_next(&R.rnd), sum;
-	char name[64], path[512], tmp[520];
+	char name[64], path[512];
 	bool slot = rnd_below(&R.rnd, 3) == 0;
 	int fd;
 
@@ -195,6 +195,8 @@ static bool durable_op(void)
 		snprintf(name, sizeof(name), "g%" PRIu64 "-%" PRIu64, R.gen, R.kept++);
 	snprintf(path, sizeof(path), "%s/keep/%s", R.root, name);
 	if (slot) {
+		char tmp[520];
+
 		snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 		fd = write_file(tmp, O_TRUNC, size, seed);
 		if (!check(fd, "create slot tmp"))
@@ -454,10 +456,11 @@ static int cmd_verify(int argc, char **argv)
 		struct version v;
 		struct kept *k;
 
-		int f = sscanf(line, "%c %255s %" SCNu64 " %" SCNx64, &kind, name, &v.size, &v.sum);
+		int fields =
+		    sscanf(line, "%c %255s %" SCNu64 " %" SCNx64, &kind, name, &v.size, &v.sum);
 
-		if (f < 2 || (f != 4 && kind != 'R' && kind != 'D') || !strchr("KIRD", kind) ||
-		    strlen(name) >= sizeof(k->name))
+		if (fields < 2 || (fields != 4 && kind != 'R' && kind != 'D') ||
+		    !strchr("KIRD", kind) || strlen(name) >= sizeof(k->name))
 			die("%s: malformed line: %s", argv[3], line);
 		k = find_kept(&all, &n, &cap, name);
 		if (kind == 'R') {

@@ -57,8 +57,17 @@ static char *read_stdin(size_t *len)
 			exit(2);
 		}
 		n += (size_t)r;
-		if (n == size)
-			buf = realloc(buf, size *= 2);
+		if (n == size) {
+			char *bigger = realloc(buf, size * 2);
+
+			if (!bigger) {
+				free(buf);
+				buf = NULL; /* reported below */
+				break;
+			}
+			buf = bigger;
+			size *= 2;
+		}
 	}
 	if (!buf) {
 		fprintf(stderr, "fsop: out of memory\n");
@@ -231,12 +240,12 @@ int main(int argc, char **argv)
 	int n = argc - 2;
 	char buf[4096];
 	ssize_t len;
-	int fd;
 
 	if (strcmp(op, "write") == 0 && (n == 1 || n == 2))
 		return with_fd(a[0], O_WRONLY, op_write, a + 1);
 	if (strcmp(op, "open") == 0 && n == 2) {
-		fd = open(a[0], open_flags(a[1]), 0644);
+		int fd = open(a[0], open_flags(a[1]), 0644);
+
 		if (fd >= 0)
 			close(fd);
 		return done(fd);
