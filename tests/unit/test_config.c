@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,29 +252,31 @@ START_TEST(test_failed_load_keeps_config)
 }
 END_TEST
 
-/* Run fs_options_parse on a NULL-terminated argument list. */
-static int parse_args(struct fs_cmdline *cmd, ...)
+/* Run fs_options_parse on "bufiofs" and @words, a NULL-terminated list. */
+static int parse_argv(struct fs_cmdline *cmd, const char *const *words)
 {
 	char *argv[32];
 	int argc = 0;
-	va_list ap;
 
 	argv[argc++] = "bufiofs";
-	va_start(ap, cmd);
-	for (char *a; (a = va_arg(ap, char *));)
-		argv[argc++] = a;
-	va_end(ap);
+	for (; *words; words++) {
+		ck_assert_int_lt(argc, 31);
+		argv[argc++] = (char *)*words;
+	}
 	argv[argc] = NULL;
 	err[0] = '\0';
 	return fs_options_parse(argc, argv, &cfg, cmd, err, sizeof(err));
 }
+
+/* parse_args(cmd, "-o", "x=1", "/img", "/mnt"): the list ends itself. */
+#define parse_args(cmd, ...) parse_argv((cmd), (const char *const[]){__VA_ARGS__, NULL})
 
 START_TEST(test_cmdline_basic)
 {
 	struct fs_cmdline cmd;
 	int rc = parse_args(&cmd, "-f", "-o", "max_cache_size_bytes=64M,cache_mode=writethrough",
 	                    "/tmp/img", "/mnt/b", "-o", "readonly,block_size=8K,allow_root,direct",
-	                    "-o", "fsname=a\\,b", (char *)NULL);
+	                    "-o", "fsname=a\\,b");
 
 	ck_assert_msg(rc == FS_OPTIONS_RUN, "%s", err);
 	ck_assert_ptr_null(cmd.config_path);
@@ -307,7 +308,7 @@ START_TEST(test_cmdline_overrides_config)
 	           "           { name = \"b\"; backing = \"/b\"; writeback_ratio = 6; });\n");
 	rc = parse_args(&cmd, "-o", "max_age_seconds=90,b.dirty_expire_seconds=7", "-c", path, "-o",
 	                "writeback_ratio=9,a.readonly=yes,b.name=bee,kernel_cache", "/mnt/cli",
-	                "-o", "ro", (char *)NULL);
+	                "-o", "ro");
 	ck_assert_msg(rc == FS_OPTIONS_RUN, "%s", err);
 	ck_assert_ptr_eq(cmd.config_path, path);
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/cli");
@@ -341,12 +342,10 @@ START_TEST(test_fuse_uring)
 	load_fails("fuse_uring = 1;\n", 1, "a string");
 	fs_config_free(&cfg);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO); /* the default */
-	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt", (char *)NULL),
-	                 FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt"), FS_OPTIONS_RUN);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_YES);
 	fs_config_free(&cfg);
-	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=off", "/img", "/mnt", (char *)NULL),
-	                 FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=off", "/img", "/mnt"), FS_OPTIONS_RUN);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO);
 	ck_assert_ptr_null(cfg.fuse_opts); /* not passed on to FUSE */
 }
@@ -372,75 +371,64 @@ START_TEST(test_fuse_workers)
 	fs_config_free(&cfg);
 	ck_assert_uint_eq(cfg.fuse_threads, 0); /* the defaults */
 	ck_assert_uint_eq(cfg.fuse_running, 0);
-	ck_assert_int_eq(
-	    parse_args(&cmd, "-o", "fuse_threads=3,fuse_running=2", "/img", "/mnt", (char *)NULL),
-	    FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_threads=3,fuse_running=2", "/img", "/mnt"),
+	                 FS_OPTIONS_RUN);
 	ck_assert_uint_eq(cfg.fuse_threads, 3);
 	ck_assert_uint_eq(cfg.fuse_running, 2);
 	ck_assert_ptr_null(cfg.fuse_opts); /* not passed on to FUSE */
 }
 END_TEST
 
-static void args_fail(const char *what, ...)
+/* The command line @words is refused with an error that says @what. */
+static void args_fail_argv(const char *what, const char *const *words)
 {
-	char *argv[32];
 	struct fs_cmdline cmd;
-	int argc = 0, rc;
-	va_list ap;
+	int rc;
 
-	argv[argc++] = "bufiofs";
-	va_start(ap, what);
-	for (char *a; (a = va_arg(ap, char *));)
-		argv[argc++] = a;
-	va_end(ap);
-	argv[argc] = NULL;
 	fs_config_free(&cfg);
-	rc = fs_options_parse(argc, argv, &cfg, &cmd, err, sizeof(err));
+	rc = parse_argv(&cmd, words);
 	ck_assert_msg(rc < 0, "accepted, wanted \"%s\"", what);
 	ck_assert_msg(strstr(err, what), "want \"%s\" in \"%s\"", what, err);
 }
 
+#define args_fail(what, ...) args_fail_argv((what), (const char *const[]){__VA_ARGS__, NULL})
+
 START_TEST(test_cmdline_errors)
 {
-	args_fail("expected BACKING MOUNTPOINT", "/img", (char *)NULL);
-	args_fail("extra arguments", "/img", "/mnt", "/x", (char *)NULL);
-	args_fail("unknown option -q", "-q", "/img", "/mnt", (char *)NULL);
-	args_fail("unknown option --nope", "--nope", "/img", "/mnt", (char *)NULL);
-	args_fail("needs an argument", "/img", "/mnt", "-o", (char *)NULL);
+	args_fail("expected BACKING MOUNTPOINT", "/img");
+	args_fail("extra arguments", "/img", "/mnt", "/x");
+	args_fail("unknown option -q", "-q", "/img", "/mnt");
+	args_fail("unknown option --nope", "--nope", "/img", "/mnt");
+	args_fail("needs an argument", "/img", "/mnt", "-o");
 	args_fail("-o max_age_seconds: invalid value \"soon\": not a number", "-o",
-	          "max_age_seconds=soon", "/img", "/mnt", (char *)NULL);
-	args_fail("-o cache_mode: needs a value", "-o", "cache_mode", "/img", "/mnt", (char *)NULL);
+	          "max_age_seconds=soon", "/img", "/mnt");
+	args_fail("-o cache_mode: needs a value", "-o", "cache_mode", "/img", "/mnt");
 	args_fail("-o fuse_uring: invalid value \"maybe\": expected auto, yes or no", "-o",
-	          "fuse_uring=maybe", "/img", "/mnt", (char *)NULL);
-	args_fail("-o fuse_uring: needs a value", "-o", "fuse_uring", "/img", "/mnt", (char *)NULL);
+	          "fuse_uring=maybe", "/img", "/mnt");
+	args_fail("-o fuse_uring: needs a value", "-o", "fuse_uring", "/img", "/mnt");
 	args_fail(
 	    "-o fuse_threads: invalid value \"8x\": expected a number of threads from 1 to 64",
-	    "-o", "fuse_threads=8x", "/img", "/mnt", (char *)NULL);
-	args_fail("-o fuse_threads: invalid value \"+8\"", "-o", "fuse_threads=+8", "/img", "/mnt",
-	          (char *)NULL);
+	    "-o", "fuse_threads=8x", "/img", "/mnt");
+	args_fail("-o fuse_threads: invalid value \"+8\"", "-o", "fuse_threads=+8", "/img", "/mnt");
 	args_fail("-o fuse_running: invalid value \"0\": expected auto or", "-o", "fuse_running=0",
-	          "/img", "/mnt", (char *)NULL);
-	args_fail("-o fuse_running: needs a value", "-o", "fuse_running", "/img", "/mnt",
-	          (char *)NULL);
-	args_fail("hits is read-only", "-o", "hits=4", "/img", "/mnt", (char *)NULL);
+	          "/img", "/mnt");
+	args_fail("-o fuse_running: needs a value", "-o", "fuse_running", "/img", "/mnt");
+	args_fail("hits is read-only", "-o", "hits=4", "/img", "/mnt");
 	args_fail("-o max_cache_size_bytes: invalid value \"99999999999T\": too large", "-o",
-	          "max_cache_size_bytes=99999999999T", "/img", "/mnt", (char *)NULL);
-	args_fail("out of range 0..1000", "-o", "disk.writeback_ratio=2000", "/img", "/mnt",
-	          (char *)NULL);
-	args_fail("unknown device setting", "-o", "disk.bogus=1", "/img", "/mnt", (char *)NULL);
-	args_fail("-o readonly: invalid value \"maybe\"", "-o", "readonly=maybe", "/img", "/mnt",
-	          (char *)NULL);
-	args_fail("not a multiple of 512", "-o", "block_size=1000", "/img", "/mnt", (char *)NULL);
-	args_fail("cannot read", "-c", "/nonexistent.conf", (char *)NULL);
-	args_fail("--demo takes exactly one MOUNTPOINT", "--demo", (char *)NULL);
-	args_fail("no device to serve", "-c", "/dev/null", "/mnt", (char *)NULL);
+	          "max_cache_size_bytes=99999999999T", "/img", "/mnt");
+	args_fail("out of range 0..1000", "-o", "disk.writeback_ratio=2000", "/img", "/mnt");
+	args_fail("unknown device setting", "-o", "disk.bogus=1", "/img", "/mnt");
+	args_fail("-o readonly: invalid value \"maybe\"", "-o", "readonly=maybe", "/img", "/mnt");
+	args_fail("not a multiple of 512", "-o", "block_size=1000", "/img", "/mnt");
+	args_fail("cannot read", "-c", "/nonexistent.conf");
+	args_fail("--demo takes exactly one MOUNTPOINT", "--demo");
+	args_fail("no device to serve", "-c", "/dev/null", "/mnt");
 	write_conf("devices = ({ backing = \"/a\"; }, { name = \"b\"; backing = \"/b\"; });\n");
 	args_fail("2 devices are configured: write DEVICE.backing", "-c", path, "-o", "backing=/z",
-	          "/mnt", (char *)NULL);
-	args_fail("give only MOUNTPOINT", "-c", path, "/img", "/mnt", (char *)NULL);
-	args_fail("duplicate device name \"b\"", "-c", path, "-o", "disk.name=b", "/mnt",
-	          (char *)NULL);
-	args_fail("no mount point given", "-c", path, (char *)NULL);
+	          "/mnt");
+	args_fail("give only MOUNTPOINT", "-c", path, "/img", "/mnt");
+	args_fail("duplicate device name \"b\"", "-c", path, "-o", "disk.name=b", "/mnt");
+	args_fail("no mount point given", "-c", path);
 }
 END_TEST
 
@@ -451,16 +439,15 @@ START_TEST(test_cmdline_modes)
 
 	/* --help and --version print on stdout: keep the test log readable */
 	dup2(null, STDOUT_FILENO);
-	ck_assert_int_eq(parse_args(&cmd, "--help", (char *)NULL), FS_OPTIONS_EXIT);
-	ck_assert_int_eq(parse_args(&cmd, "-V", "/a", (char *)NULL), FS_OPTIONS_EXIT);
+	ck_assert_int_eq(parse_args(&cmd, "--help"), FS_OPTIONS_EXIT);
+	ck_assert_int_eq(parse_args(&cmd, "-V", "/a"), FS_OPTIONS_EXIT);
 	fflush(stdout);
 	dup2(saved, STDOUT_FILENO);
 	close(null);
 	close(saved);
 
-	ck_assert_int_eq(
-	    parse_args(&cmd, "--demo", "/mnt/demo", "-o", "cache_mode=none", (char *)NULL),
-	    FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "--demo", "/mnt/demo", "-o", "cache_mode=none"),
+	                 FS_OPTIONS_RUN);
 	ck_assert(cmd.demo);
 	ck_assert_uint_eq(cfg.ndevs, 1);
 	ck_assert_ptr_null(cfg.devs[0].backing);
@@ -468,14 +455,13 @@ START_TEST(test_cmdline_modes)
 	ck_assert_str_eq(cfg.mountpoint, "/mnt/demo");
 	fs_config_free(&cfg);
 
-	ck_assert_int_eq(parse_args(&cmd, "-d", "/img", "/mnt", (char *)NULL), FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-d", "/img", "/mnt"), FS_OPTIONS_RUN);
 	ck_assert(cfg.debug && cfg.foreground);
 	fs_config_free(&cfg);
 
 	/* a config with only tunables, devices from the command line */
 	write_conf("max_age_seconds = 1;\n");
-	ck_assert_int_eq(parse_args(&cmd, "-c", path, "/img", "/mnt", (char *)NULL),
-	                 FS_OPTIONS_RUN);
+	ck_assert_int_eq(parse_args(&cmd, "-c", path, "/img", "/mnt"), FS_OPTIONS_RUN);
 	ck_assert_str_eq(cfg.devs[0].backing, "/img");
 }
 END_TEST
@@ -549,8 +535,7 @@ START_TEST(test_apply_and_reload)
 	    "max_age_seconds = 77;\nwriteback_ratio = 4;\n"
 	    "devices = ({ name = \"a\"; backing = \"/a\"; dirty_expire_seconds = 11; },\n"
 	    "           { name = \"b\"; backing = \"/b\"; cache_mode = \"writethrough\"; });\n");
-	ck_assert_int_eq(
-	    parse_args(&cmd, "-c", path, "-o", "b.writeback_ratio=8", "/mnt", (char *)NULL), 0);
+	ck_assert_int_eq(parse_args(&cmd, "-c", path, "-o", "b.writeback_ratio=8", "/mnt"), 0);
 	ck_assert_msg(fs_config_apply(&cfg, devs, 2, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_uint_eq(current("max_age_seconds", NULL), 77);
 	ck_assert_uint_eq(current("writeback_ratio", devs[0]), 4);
