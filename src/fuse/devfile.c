@@ -195,6 +195,24 @@ static void read_cached(fuse_req_t req, struct fs_device *dev, size_t size, off_
 	free(bufs);
 }
 
+void fs_dev_prefetch(struct fs_device *dev, size_t size, uint64_t off)
+{
+	unsigned bs = dev->spec.block_size;
+	struct span s;
+
+	if (off >= dev->size || size == 0)
+		return;
+	if (size > dev->size - off)
+		size = dev->size - off;
+	s = span_of(bs, off, size);
+	/* Under the mode lock: blocks read into the cache after a switch to
+	 * cache_mode none would go stale under its uncached writes. */
+	pthread_rwlock_rdlock(&dev->mode_lock);
+	if (atomic_load(&dev->cache_mode) != FS_CACHE_NONE)
+		bufio_prefetch(dev->client, s.first, s.n);
+	pthread_rwlock_unlock(&dev->mode_lock);
+}
+
 void fs_dev_read(fuse_req_t req, struct fs_device *dev, size_t size, off_t off)
 {
 	if (off < 0) {

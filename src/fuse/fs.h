@@ -238,6 +238,13 @@ void fs_uring_free(struct fs_uring *u);
 void fs_dev_open(fuse_req_t req, struct fs_ctx *ctx, struct fs_device *dev,
                  struct fuse_file_info *fi);
 void fs_dev_read(fuse_req_t req, struct fs_device *dev, size_t size, off_t off);
+/*
+ * Start reading the blocks of [off, off + size) into @dev's cache in the
+ * background, for a read that will be served later (clamped to the device;
+ * nothing under cache_mode none). Never blocks on I/O; takes the mode lock
+ * shared, so it waits only for a cache_mode switch in progress.
+ */
+void fs_dev_prefetch(struct fs_device *dev, size_t size, uint64_t off);
 void fs_dev_write(fuse_req_t req, struct fs_device *dev, const char *buf, size_t size, off_t off);
 void fs_dev_fsync(fuse_req_t req, struct fs_device *dev);
 void fs_dev_fallocate(fuse_req_t req, struct fs_device *dev, int mode, off_t off, off_t len);
