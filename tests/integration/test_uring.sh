@@ -138,4 +138,33 @@ pf=$(stat_of prefetches)
 [ "$pf" -gt 0 ] || fail "no read of a batch was started ahead of its turn ($(stat_of misses) misses)"
 cmp "$MNT/disk" "$TMP/model.img" || fail "blocks read ahead of their turn differ from the backing"
 stop_term "$DAEMON_PID"
+
+# Ring threads answer on their queue's CPU; one that sees a request of 64 KiB
+# or more runs on any CPU, and goes back to its own after 50 ms of small ones.
+# ring_spread: how many ring threads may run on more than one CPU.
+ring_spread() {
+	local t n=0
+	for t in /proc/"$DAEMON_PID"/task/*; do
+		[ "$(cat "$t/comm")" = bufiofs-ring ] || continue
+		awk '/^Cpus_allowed_list/ { exit !($2 ~ /[-,]/) }' "$t/status" && n=$((n + 1))
+	done
+	echo "$n"
+}
+if [ "$(nproc)" -ge 2 ]; then
+	log "ring threads leave their CPU for large requests and come back after small ones"
+	start_fg "$BACKING" "$MNT" -o fuse_uring=yes
+	[ "$(ring_spread)" -eq 0 ] || fail "$(ring_spread) ring threads are not on their queue's CPU at start"
+	head -c 32M /dev/urandom >"$TMP/big"
+	dd if="$TMP/big" of="$MNT/disk" bs=1M oflag=direct conv=notrunc status=none
+	[ "$(ring_spread)" -gt 0 ] || fail "1 MiB writes left every ring thread on its queue's CPU"
+	cmp -n 32M "$TMP/big" "$MNT/disk" || fail "1 MiB writes over the ring read back wrong"
+	sleep 0.1
+	# 32 requests on each CPU's queue keep each of its 32 entries busy.
+	fio --name=small --filename="$MNT/disk" --rw=randread --bs=4k --size=256M --ioengine=libaio \
+		--direct=1 --iodepth=32 --numjobs=2 --cpus_allowed=0,1 --cpus_allowed_policy=split \
+		--runtime=2 --time_based --output="$TMP/fio-small.log" >/dev/null 2>&1 ||
+		fail "small random reads failed: $(cat "$TMP/fio-small.log")"
+	[ "$(ring_spread)" -eq 0 ] || fail "$(ring_spread) ring threads still run anywhere after 2 s of 4 KiB reads"
+	stop_term "$DAEMON_PID"
+fi
 log "ok"
