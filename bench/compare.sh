@@ -33,8 +33,9 @@ Usage: $0 [options]
   --nbd-connections N  nbdfuse multi-conn connections (default 4)
   --fuse-uring Y|N   Y: bufiofs (hot, cold, ceiling) serves over io_uring
                      (fuse_uring=yes, the fuse module's enable_uring on for
-                     the run and restored after); default N, bufiofs's
-                     default. The peers' libfuse 3.14 cannot use it.
+                     the run and restored after); default N: the switch
+                     off (the kernel's default), so bufiofs reads /dev/fuse.
+                     The peers' libfuse 3.14 cannot use it.
 EOF
 }
 

@@ -78,6 +78,7 @@ int fs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 void fs_config_init(struct fs_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->fuse_uring = FS_URING_AUTO;
 }
 
 static void free_tunable(struct fs_tunable *t)

@@ -149,7 +149,7 @@ void fs_options_usage(FILE *out, const char *prog)
 	      "  mlockall             lock the daemon's memory (no reclaim deadlock)\n"
 	      "  allow_other          let other users access the mount\n"
 	      "  state_dir=DIR        where --demo keeps its image\n"
-	      "  fuse_uring=auto|yes|no  FUSE requests over io_uring (default no; auto: when\n"
+	      "  fuse_uring=auto|yes|no  FUSE requests over io_uring (default auto: when\n"
 	      "                       /sys/module/fuse/parameters/enable_uring is Y)\n"
 	      "  fuse_threads=N       threads serving /dev/fuse, 1-64 (default 8)\n"
 	      "  fuse_running=auto|N  of them, runnable at once while none waits for the\n"

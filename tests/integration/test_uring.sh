@@ -1,6 +1,6 @@
 #!/bin/bash
 # FUSE over io_uring (src/fuse/uring.c): the daemon uses it exactly when asked
-# (fuse_uring=auto or yes; the default is no) and allowed, says so, and
+# (fuse_uring=auto, the default, or yes) and allowed, says so, and
 # serves everything through it (reads, writes of
 # every size, control files, fsync) with the same results as /dev/fuse; a
 # daemon killed with requests in flight leaves a mount that can be cleaned up
@@ -49,14 +49,22 @@ log_since "$from" | grep -q "$DEV_LINE" || fail "auto did not report /dev/fuse w
 cmp -n 1M "$MNT/disk" "$BACKING" || fail "read through /dev/fuse differs"
 stop_term "$DAEMON_PID"
 
-log "fuse_uring=no, and the default, with the module switch on: /dev/fuse"
+log "the default with the module switch off: /dev/fuse"
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT" -o max_age_seconds=60
+log_since "$from" | grep -q "$DEV_LINE" || fail "the default did not use /dev/fuse with enable_uring=N"
+stop_term "$DAEMON_PID"
+
+log "fuse_uring=no with the module switch on: /dev/fuse; the default: io_uring"
 set_uring Y
-for opt in fuse_uring=no max_age_seconds=60; do
-	from=$(($(log_lines) + 1))
-	start_fg "$BACKING" "$MNT" -o "$opt"
-	log_since "$from" | grep -q "$DEV_LINE" || fail "-o $opt still used io_uring"
-	stop_term "$DAEMON_PID"
-done
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT" -o fuse_uring=no
+log_since "$from" | grep -q "$DEV_LINE" || fail "-o fuse_uring=no still used io_uring"
+stop_term "$DAEMON_PID"
+from=$(($(log_lines) + 1))
+start_fg "$BACKING" "$MNT" -o max_age_seconds=60
+log_since "$from" | grep -q "$RING_LINE" || fail "the default did not use io_uring with enable_uring=Y"
+stop_term "$DAEMON_PID"
 
 log "fuse_uring=auto with the switch on: io_uring"
 from=$(($(log_lines) + 1))

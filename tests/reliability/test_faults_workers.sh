@@ -15,7 +15,7 @@ need_tools dd cmp timeout
 use_fault_daemon
 # The pool under test serves /dev/fuse; over io_uring the ring's own threads
 # would take the requests instead (CI runs the suite both ways).
-URING_OPTS=()
+URING_OPTS=(-o fuse_uring=no)
 
 # fuse_workers PID: how many FUSE worker threads the daemon runs.
 fuse_workers() {

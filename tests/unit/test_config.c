@@ -329,7 +329,7 @@ START_TEST(test_cmdline_overrides_config)
 }
 END_TEST
 
-/* fuse_uring: no (default), auto, a boolean, or an error naming the choices. */
+/* fuse_uring: auto (default), no, a boolean, or an error naming the choices. */
 START_TEST(test_fuse_uring)
 {
 	struct fs_cmdline cmd;
@@ -341,7 +341,7 @@ START_TEST(test_fuse_uring)
 	load_fails("\nfuse_uring = \"sometimes\";\n", 2, "expected auto, yes or no");
 	load_fails("fuse_uring = 1;\n", 1, "a string");
 	fs_config_free(&cfg);
-	ck_assert_int_eq(cfg.fuse_uring, FS_URING_NO); /* the default */
+	ck_assert_int_eq(cfg.fuse_uring, FS_URING_AUTO); /* the default */
 	ck_assert_int_eq(parse_args(&cmd, "-o", "fuse_uring=yes", "/img", "/mnt"), FS_OPTIONS_RUN);
 	ck_assert_int_eq(cfg.fuse_uring, FS_URING_YES);
 	fs_config_free(&cfg);
