@@ -49,22 +49,22 @@ log_since "$from" | grep -q "$DEV_LINE" || fail "auto did not report /dev/fuse w
 cmp -n 1M "$MNT/disk" "$BACKING" || fail "read through /dev/fuse differs"
 stop_term "$DAEMON_PID"
 
+# transport_of OPTS LINE: a daemon started with -o OPTS logs LINE; then stopped.
+transport_of() {
+	local from=$(($(log_lines) + 1))
+	start_fg "$BACKING" "$MNT" -o "$1"
+	log_since "$from" | grep -q "$2" ||
+		fail "-o $1 with enable_uring=$(cat "$URING_PARAM") did not log '$2': $(log_since "$from")"
+	stop_term "$DAEMON_PID"
+}
+
 log "the default with the module switch off: /dev/fuse"
-from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT" -o max_age_seconds=60
-log_since "$from" | grep -q "$DEV_LINE" || fail "the default did not use /dev/fuse with enable_uring=N"
-stop_term "$DAEMON_PID"
+transport_of max_age_seconds=60 "$DEV_LINE"
 
 log "fuse_uring=no with the module switch on: /dev/fuse; the default: io_uring"
 set_uring Y
-from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT" -o fuse_uring=no
-log_since "$from" | grep -q "$DEV_LINE" || fail "-o fuse_uring=no still used io_uring"
-stop_term "$DAEMON_PID"
-from=$(($(log_lines) + 1))
-start_fg "$BACKING" "$MNT" -o max_age_seconds=60
-log_since "$from" | grep -q "$RING_LINE" || fail "the default did not use io_uring with enable_uring=Y"
-stop_term "$DAEMON_PID"
+transport_of fuse_uring=no "$DEV_LINE"
+transport_of max_age_seconds=60 "$RING_LINE"
 
 log "fuse_uring=auto with the switch on: io_uring"
 from=$(($(log_lines) + 1))
