@@ -646,13 +646,9 @@ static bool look_ahead(struct uring_thread *t)
 {
 	struct io_uring_cqe *cqe;
 	struct read_run run = {0};
-	unsigned head, n = 0;
+	unsigned head, n = io_uring_cq_ready(&t->ring);
 	bool big = false;
 
-	io_uring_for_each_cqe(&t->ring, head, cqe)
-	{
-		n++;
-	}
 	io_uring_for_each_cqe(&t->ring, head, cqe)
 	{
 		const struct uring_ent *e = &t->ents[(unsigned)cqe->user_data];

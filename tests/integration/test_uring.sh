@@ -135,15 +135,14 @@ cmp "$MNT/disk" "$TMP/model.img" || fail "data after kill -9 and restart differs
 # every READ in the batch first. With read-ahead off and 4 KiB blocks, only
 # that prefetches; the blocks it read are then served as hits by cmp.
 log "cold random reads in one batch are read from the backing together"
-stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$MNT/control/disk/stats"; }
 echo 0 >"$MNT/control/disk/read_ahead_kb"
 echo 1 >"$MNT/control/disk/drop_caches"
 echo 1 >"$MNT/control/disk/clear_stats"
 fio --name=cold --filename="$MNT/disk" --rw=randread --bs=4k --size=256M --ioengine=libaio \
 	--direct=1 --iodepth=32 --numjobs=2 --runtime=3 --time_based \
 	--output="$TMP/fio-cold.log" >/dev/null 2>&1 || fail "cold random reads failed: $(cat "$TMP/fio-cold.log")"
-pf=$(stat_of prefetches)
-[ "$pf" -gt 0 ] || fail "no read of a batch was started ahead of its turn ($(stat_of misses) misses)"
+[ "$(ctl "$MNT" disk/prefetches)" -gt 0 ] ||
+	fail "no read of a batch was started ahead of its turn ($(ctl "$MNT" disk/misses) misses)"
 cmp "$MNT/disk" "$TMP/model.img" || fail "blocks read ahead of their turn differ from the backing"
 stop_term "$DAEMON_PID"
 
